@@ -1,0 +1,137 @@
+/* `tubeloopd serve` (serve.h). Shutdown order: stop accepting and let in-flight requests
+ * finish (bounded), then close the database pool, then the signal handles; uv_run returns
+ * when nothing is left and uv_loop_close must then succeed. */
+#include "serve.h"
+
+#include "api/api.h"
+#include "base/log.h"
+#include "crypto/keys.h"
+#include "db/pool.h"
+#include "http/router.h"
+#include "http/server.h"
+#include "metrics/metrics.h"
+#include "net/tls.h"
+
+#include <signal.h>
+#include <string.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <time.h>
+#include <unistd.h>
+
+typedef struct {
+  uv_loop_t loop;
+  uv_signal_t sigterm, sigint;
+  const tl_config_t *cfg;
+  tl_tls_ctx_t *tls;
+  tl_db_pool_t *db;
+  tl_http_server_t *server;
+  tl_router_t router;
+  tl_metrics_t metrics;
+  tl_api_t api;
+  tl_keys_t keys;
+  int stopping;
+} daemon_t;
+
+static void on_handle_closed(uv_handle_t *h) { (void)h; }
+
+static void on_pool_closed(void *arg) {
+  daemon_t *d = arg;
+  uv_close((uv_handle_t *)&d->sigterm, on_handle_closed);
+  uv_close((uv_handle_t *)&d->sigint, on_handle_closed);
+}
+
+static void on_server_drained(void *arg) {
+  daemon_t *d = arg;
+  tl_log(TL_LOG_INFO, "drained", "");
+  tl_db_pool_close(d->db, on_pool_closed, d);
+}
+
+static void on_signal(uv_signal_t *h, int signum) {
+  daemon_t *d = h->data;
+  if (d->stopping) return;
+  d->stopping = 1;
+  tl_log(TL_LOG_INFO, "stopping", "signal=%d connections=%zu", signum,
+         tl_http_server_connections(d->server));
+  tl_http_server_shutdown(d->server, d->cfg->shutdown_timeout_ms, on_server_drained, d);
+}
+
+int tl_serve(const tl_config_t *cfg) {
+  daemon_t d;
+  memset(&d, 0, sizeof d);
+  d.cfg = cfg;
+  char err[512];
+  int status = 1;
+  signal(SIGPIPE, SIG_IGN); /* a client gone mid-write is an error code, not a signal */
+  srand((unsigned)time(NULL) ^ (unsigned)getpid());
+
+  if (cfg->keys && tl_keys_load(&d.keys, cfg->keys, err, sizeof err) != 0) {
+    tl_log(TL_LOG_ERROR, "bad_keys", "reason=\"%s\"", err);
+    return 1;
+  }
+  if (!cfg->no_tls && tl_tls_ctx_new(&d.tls, cfg->tls_cert, cfg->tls_key, err, sizeof err) != 0) {
+    tl_log(TL_LOG_ERROR, "bad_tls", "reason=\"%s\"", err);
+    tl_keys_dispose(&d.keys);
+    return 1;
+  }
+  if (uv_loop_init(&d.loop) != 0) return 1;
+
+  tl_db_pool_opts_t po;
+  tl_db_pool_opts_defaults(&po);
+  po.conninfo = cfg->db;
+  po.size = cfg->pool_size;
+  po.queue_max = cfg->pool_queue;
+  if (tl_db_pool_new(&d.db, &d.loop, &po) != 0) goto done;
+
+  tl_router_init(&d.router);
+  d.api.db = d.db;
+  d.api.metrics = &d.metrics;
+  if (tl_api_routes(&d.router, &d.api) != 0) goto done;
+  const char *names[TL_ROUTER_MAX_ROUTES];
+  for (int i = 0; i < d.router.nroutes; i++) names[i] = d.router.routes[i].pattern;
+  tl_metrics_init(&d.metrics, d.router.nroutes, names);
+
+  tl_http_server_opts_t so = {
+      .router = &d.router,
+      .metrics = &d.metrics,
+      .tls = d.tls,
+      .header_timeout_ms = cfg->header_timeout_ms,
+      .body_timeout_ms = cfg->body_timeout_ms,
+      .idle_timeout_ms = cfg->idle_timeout_ms,
+      .max_connections = cfg->max_connections,
+  };
+  if (tl_http_server_new(&d.server, &d.loop, &so) != 0) goto done;
+  d.api.server = d.server;
+
+  uv_signal_init(&d.loop, &d.sigterm);
+  uv_signal_init(&d.loop, &d.sigint);
+  d.sigterm.data = d.sigint.data = &d;
+  uv_signal_start(&d.sigterm, on_signal, SIGTERM);
+  uv_signal_start(&d.sigint, on_signal, SIGINT);
+
+  tl_db_pool_start(d.db);
+  int rc = tl_http_server_listen(d.server, cfg->listen_host, cfg->listen_port);
+  if (rc != 0) {
+    tl_log(TL_LOG_ERROR, "listen_failed", "listen=%s error=%s", cfg->listen, tl_strerror(rc));
+    d.stopping = 1;
+    tl_http_server_shutdown(d.server, 0, on_server_drained, &d);
+  } else {
+    status = 0;
+    tl_log(TL_LOG_INFO, "listening", "url=%s://%s:%d/ pool=%d pid=%d", d.tls ? "https" : "http",
+           cfg->listen_host, tl_http_server_port(d.server), cfg->pool_size, (int)getpid());
+  }
+  uv_run(&d.loop, UV_RUN_DEFAULT);
+  rc = uv_loop_close(&d.loop);
+  if (rc != 0) {
+    tl_log(TL_LOG_ERROR, "loop_not_empty", "error=%s", uv_strerror(rc));
+    status = 1;
+  } else if (status == 0) {
+    tl_log(TL_LOG_INFO, "stopped", "");
+  }
+done:
+  tl_http_server_free(d.server);
+  tl_db_pool_free(d.db);
+  tl_tls_ctx_free(d.tls);
+  tl_keys_dispose(&d.keys);
+  return status;
+}

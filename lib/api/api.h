@@ -1,0 +1,31 @@
+/* The API layer: handlers that join HTTP exchanges, JSON (cJSON) and the database pool.
+ *
+ * tl_api_routes() puts every route of the daemon into the router. A cJSON tree never leaves
+ * this layer: handlers build one and answer with tl_api_reply_json(). */
+#ifndef TL_API_API_H
+#define TL_API_API_H
+
+#include "db/pool.h"
+#include "http/router.h"
+#include "http/server.h"
+#include "metrics/metrics.h"
+
+#include <cjson/cJSON.h>
+
+typedef struct {
+  tl_db_pool_t *db;           /* borrowed */
+  tl_metrics_t *metrics;      /* borrowed */
+  tl_http_server_t *server;   /* borrowed; set once the server exists (connection gauge) */
+} tl_api_t;
+
+/* Registers all routes. Returns 0 or TL_ENOMEM (router full). */
+TL_WUR int tl_api_routes(tl_router_t *r, tl_api_t *api);
+
+/* Answers with root printed compactly, and frees root. */
+void tl_api_reply_json(tl_http_exchange_t *x, int status, cJSON *root);
+
+/* Answers a failed database job or submit (TL_EDB_DOWN, TL_EBUSY, ...) with the right
+ * status: 503 + Retry-After when retrying can help, 500 otherwise. */
+void tl_api_reply_db_error(tl_http_exchange_t *x, int status);
+
+#endif

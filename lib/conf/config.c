@@ -1,0 +1,234 @@
+/* Flag and environment parsing for tubeloopd (see config.h). Options are one table, so a new
+ * setting is one line here and one field in tl_config_t. */
+#include "conf/config.h"
+
+#include <arpa/inet.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+
+typedef enum {
+  OPT_STRING, /* const char * field */
+  OPT_INT,    /* int field, a count */
+  OPT_MS,     /* int field in milliseconds, given in seconds (may be fractional) */
+  OPT_FLAG    /* int field set to 1, takes no value */
+} opt_kind_t;
+
+typedef struct {
+  const char *flag;
+  const char *env;
+  opt_kind_t kind;
+  size_t offset;
+  int min, max; /* bounds for OPT_INT / OPT_MS (in the given unit) */
+  const char *help;
+} opt_t;
+
+#define F(field) offsetof(tl_config_t, field)
+static const opt_t options[] = {
+    {"--db", "TUBELOOP_DB", OPT_STRING, F(db), 0, 0, "PostgreSQL conninfo"},
+    {"--listen", "TUBELOOP_LISTEN", OPT_STRING, F(listen), 0, 0, "HOST:PORT to listen on"},
+    {"--tls-cert", "TUBELOOP_TLS_CERT", OPT_STRING, F(tls_cert), 0, 0, "PEM certificate chain"},
+    {"--tls-key", "TUBELOOP_TLS_KEY", OPT_STRING, F(tls_key), 0, 0, "PEM private key"},
+    {"--no-tls", "TUBELOOP_NO_TLS", OPT_FLAG, F(no_tls), 0, 0, "plain HTTP (loopback only)"},
+    {"--keys", "TUBELOOP_KEYS", OPT_STRING, F(keys), 0, 0, "PII keys file (gen-keys)"},
+    {"--tz", "TUBELOOP_TZ", OPT_STRING, F(tz), 0, 0, "time zone of day boundaries"},
+    {"--label", "TUBELOOP_LABEL", OPT_STRING, F(label), 0, 0, "label of a new token"},
+    {"--sql-dir", "TUBELOOP_SQL_DIR", OPT_STRING, F(sql_dir), 0, 0, "migrations folder"},
+    {"--log-level", "TUBELOOP_LOG_LEVEL", OPT_STRING, F(log_level), 0, 0,
+     "debug, info, warn or error"},
+    {"--pool-size", "TUBELOOP_POOL_SIZE", OPT_INT, F(pool_size), 1, 64, "database connections"},
+    {"--pool-queue", "TUBELOOP_POOL_QUEUE", OPT_INT, F(pool_queue), 0, 100000,
+     "requests waiting for a connection before 503"},
+    {"--header-timeout", "TUBELOOP_HEADER_TIMEOUT", OPT_MS, F(header_timeout_ms), 0, 3600,
+     "seconds for a request head"},
+    {"--body-timeout", "TUBELOOP_BODY_TIMEOUT", OPT_MS, F(body_timeout_ms), 0, 3600,
+     "seconds for a request body"},
+    {"--idle-timeout", "TUBELOOP_IDLE_TIMEOUT", OPT_MS, F(idle_timeout_ms), 0, 3600,
+     "seconds an idle keep-alive connection stays open"},
+    {"--shutdown-timeout", "TUBELOOP_SHUTDOWN_TIMEOUT", OPT_MS, F(shutdown_timeout_ms), 0, 3600,
+     "seconds in-flight work gets at SIGTERM"},
+    {"--max-connections", "TUBELOOP_MAX_CONNECTIONS", OPT_INT, F(max_connections), 1, 1000000,
+     "client connections at once"},
+};
+#undef F
+
+void tl_config_defaults(tl_config_t *c) {
+  memset(c, 0, sizeof *c);
+  c->tz = "Asia/Shanghai";
+  c->label = "admin";
+  c->log_level = "info";
+  c->pool_size = 4;
+  c->pool_queue = 1024;
+  c->header_timeout_ms = 10000;
+  c->body_timeout_ms = 30000;
+  c->idle_timeout_ms = 60000;
+  c->shutdown_timeout_ms = 10000;
+  c->max_connections = 20000;
+}
+
+static int set_value(tl_config_t *c, const opt_t *o, const char *value, const char *from,
+                     char *err, size_t errlen) {
+  char *field = (char *)c + o->offset;
+  switch (o->kind) {
+  case OPT_STRING:
+    if (value[0] == '\0') {
+      snprintf(err, errlen, "%s: empty value", from);
+      return TL_EINVAL;
+    }
+    *(const char **)(void *)field = value;
+    return 0;
+  case OPT_FLAG:
+    if (strcmp(value, "1") != 0 && strcmp(value, "0") != 0 && strcmp(value, "true") != 0 &&
+        strcmp(value, "false") != 0) {
+      snprintf(err, errlen, "%s: expected 1/0/true/false", from);
+      return TL_EINVAL;
+    }
+    *(int *)(void *)field = value[0] == '1' || value[0] == 't';
+    return 0;
+  case OPT_INT: {
+    char *end;
+    long v = strtol(value, &end, 10);
+    if (end == value || *end != '\0' || v < o->min || v > o->max) {
+      snprintf(err, errlen, "%s: expected a whole number from %d to %d", from, o->min, o->max);
+      return TL_EINVAL;
+    }
+    *(int *)(void *)field = (int)v;
+    return 0;
+  }
+  case OPT_MS: {
+    char *end;
+    double v = strtod(value, &end);
+    if (end == value || *end != '\0' || !(v >= o->min && v <= o->max)) {
+      snprintf(err, errlen, "%s: expected seconds from %d to %d", from, o->min, o->max);
+      return TL_EINVAL;
+    }
+    *(int *)(void *)field = (int)(v * 1000.0);
+    return 0;
+  }
+  }
+  snprintf(err, errlen, "%s: internal error", from);
+  return TL_EINVAL;
+}
+
+static const opt_t *find_flag(const char *arg, size_t len) {
+  for (size_t i = 0; i < sizeof options / sizeof options[0]; i++)
+    if (strlen(options[i].flag) == len && strncmp(options[i].flag, arg, len) == 0)
+      return &options[i];
+  return NULL;
+}
+
+int tl_config_split_listen(const char *listen, char *host, size_t hostlen, int *port) {
+  const char *colon;
+  const char *h = listen;
+  size_t hl;
+  if (listen[0] == '[') {
+    const char *close = strchr(listen, ']');
+    if (close == NULL || close[1] != ':') return TL_EINVAL;
+    h = listen + 1;
+    hl = (size_t)(close - h);
+    colon = close + 1;
+  } else {
+    colon = strrchr(listen, ':');
+    if (colon == NULL || memchr(listen, ':', (size_t)(colon - listen)) != NULL) return TL_EINVAL;
+    hl = (size_t)(colon - listen);
+  }
+  if (hl == 0 || hl >= hostlen) return TL_EINVAL;
+  char *end;
+  long p = strtol(colon + 1, &end, 10);
+  if (end == colon + 1 || *end != '\0' || p < 0 || p > 65535) return TL_EINVAL;
+  memcpy(host, h, hl);
+  host[hl] = '\0';
+  *port = (int)p;
+  return 0;
+}
+
+int tl_config_is_loopback(const char *host) {
+  if (strcmp(host, "localhost") == 0) return 1;
+  struct in_addr a4;
+  if (inet_pton(AF_INET, host, &a4) == 1) return (ntohl(a4.s_addr) >> 24) == 127;
+  struct in6_addr a6;
+  if (inet_pton(AF_INET6, host, &a6) == 1) return IN6_IS_ADDR_LOOPBACK(&a6);
+  return 0;
+}
+
+int tl_config_parse(tl_config_t *c, int need, int argc, char **argv, int first,
+                    char *const *env, char *err, size_t errlen) {
+  size_t nopt = sizeof options / sizeof options[0];
+  /* Environment first, so flags override it. */
+  for (char *const *e = env; e != NULL && *e != NULL; e++) {
+    const char *eq = strchr(*e, '=');
+    if (eq == NULL) continue;
+    for (size_t i = 0; i < nopt; i++) {
+      size_t n = strlen(options[i].env);
+      if ((size_t)(eq - *e) == n && strncmp(*e, options[i].env, n) == 0) {
+        if (set_value(c, &options[i], eq + 1, options[i].env, err, errlen) != 0) return TL_EINVAL;
+      }
+    }
+  }
+  for (int i = first; i < argc; i++) {
+    const char *arg = argv[i];
+    const char *eq = strchr(arg, '=');
+    size_t len = eq ? (size_t)(eq - arg) : strlen(arg);
+    const opt_t *o = find_flag(arg, len);
+    if (o == NULL) {
+      snprintf(err, errlen, "unknown option %.*s", (int)(len > 64 ? 64 : len), arg);
+      return TL_EINVAL;
+    }
+    const char *value;
+    if (o->kind == OPT_FLAG) {
+      value = eq ? eq + 1 : "1";
+    } else if (eq) {
+      value = eq + 1;
+    } else if (i + 1 < argc) {
+      value = argv[++i];
+    } else {
+      snprintf(err, errlen, "%s needs a value", o->flag);
+      return TL_EINVAL;
+    }
+    if (set_value(c, o, value, o->flag, err, errlen) != 0) return TL_EINVAL;
+  }
+  if ((need & TL_CONFIG_NEED_DB) && c->db == NULL) {
+    snprintf(err, errlen, "--db (or TUBELOOP_DB) is required");
+    return TL_EINVAL;
+  }
+  if ((need & TL_CONFIG_NEED_KEYS) && c->keys == NULL) {
+    snprintf(err, errlen, "--keys (or TUBELOOP_KEYS) is required");
+    return TL_EINVAL;
+  }
+  if (need & TL_CONFIG_NEED_LISTEN) {
+    if (c->listen == NULL) {
+      snprintf(err, errlen, "--listen (or TUBELOOP_LISTEN) is required");
+      return TL_EINVAL;
+    }
+    if (tl_config_split_listen(c->listen, c->listen_host, sizeof c->listen_host,
+                               &c->listen_port) != 0) {
+      snprintf(err, errlen, "--listen: expected HOST:PORT");
+      return TL_EINVAL;
+    }
+  }
+  if (need & TL_CONFIG_NEED_TLS) {
+    if (c->no_tls) {
+      if (!(need & TL_CONFIG_NEED_LISTEN) || !tl_config_is_loopback(c->listen_host)) {
+        snprintf(err, errlen, "--no-tls is allowed only on a loopback listen address");
+        return TL_EINVAL;
+      }
+    } else if (c->tls_cert == NULL || c->tls_key == NULL) {
+      snprintf(err, errlen, "--tls-cert and --tls-key are required (or --no-tls on loopback)");
+      return TL_EINVAL;
+    }
+  }
+  return 0;
+}
+
+const char *tl_config_usage(void) {
+  static char text[4096];
+  if (text[0] != '\0') return text;
+  size_t n = 0;
+  for (size_t i = 0; i < sizeof options / sizeof options[0] && n < sizeof text; i++) {
+    int w = snprintf(text + n, sizeof text - n, "  %-20s %-26s %s\n", options[i].flag,
+                     options[i].env, options[i].help);
+    if (w < 0) break;
+    n += (size_t)w;
+  }
+  return text;
+}

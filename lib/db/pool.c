@@ -1,0 +1,583 @@
+/* The asynchronous PostgreSQL pool of pool.h. */
+#include "db/pool.h"
+
+#include "base/log.h"
+
+#include <libpq-fe.h>
+#include <stdlib.h>
+#include <string.h>
+
+typedef enum {
+  DBC_DOWN = 0,   /* no connection; the backoff timer will start one */
+  DBC_CONNECTING, /* PQconnectPoll in progress, under connect_timeout */
+  DBC_PREPARING,  /* connected; preparing the registered statements one by one */
+  DBC_IDLE,       /* ready for a job; watching the socket for a server-side close */
+  DBC_BUSY,       /* a job is sent and its results are being read */
+  DBC_CLOSED      /* the pool is closing; handles closed or closing */
+} dbc_state_t;
+
+typedef struct job_s {
+  struct job_s *next;
+  int prepared;         /* text is a statement name */
+  char *text;           /* statement name or SQL; points into the same allocation */
+  int nparams;
+  char **params;        /* into the same allocation */
+  tl_db_cb cb;
+  void *arg;
+  uint64_t queued_at;   /* uv_now() when queued */
+} job_t;
+
+typedef struct {
+  char *name;
+  char *sql;
+} stmt_t;
+
+struct tl_db_result_s {
+  PGresult *res;
+};
+
+typedef struct {
+  tl_db_pool_t *pool;
+  int index;
+  dbc_state_t state;
+  PGconn *pg;
+  uv_poll_t *poll;      /* heap: replaced when the socket changes */
+  uv_timer_t timer;     /* backoff and connect timeout */
+  int backoff_ms;
+  int prep_next;        /* the statement being prepared */
+  int flushing;         /* PQflush still has data to send */
+  job_t *job;           /* running job, or NULL */
+  PGresult *result;     /* the job's first error or last result */
+  int ever_connected;
+} dbc_t;
+
+struct tl_db_pool_s {
+  uv_loop_t *loop;
+  tl_db_pool_opts_t opts;
+  char *conninfo;
+  stmt_t *stmts;
+  int nstmts;
+  dbc_t *conns;
+  job_t *head, *tail;   /* waiting jobs, FIFO */
+  int waiting;
+  uv_timer_t sweep;     /* fails jobs that waited too long */
+  uv_idle_t kick;       /* starts queued jobs on the next loop turn, outside submit */
+  int closing;
+  int handles_open;
+  unsigned long long reconnects;
+  void (*done)(void *);
+  void *done_arg;
+};
+
+static void dbc_connect(dbc_t *c);
+static void dbc_fail(dbc_t *c, const char *why);
+static void pool_pump(tl_db_pool_t *p);
+
+void tl_db_pool_opts_defaults(tl_db_pool_opts_t *o) {
+  memset(o, 0, sizeof *o);
+  o->size = 4;
+  o->queue_max = 1024;
+  o->connect_timeout_ms = 5000;
+  o->backoff_min_ms = 100;
+  o->backoff_max_ms = 2000;
+  o->wait_timeout_ms = 10000;
+}
+
+/* ---------- results ---------- */
+
+int tl_db_result_rows(const tl_db_result_t *r) { return r && r->res ? PQntuples(r->res) : 0; }
+int tl_db_result_cols(const tl_db_result_t *r) { return r && r->res ? PQnfields(r->res) : 0; }
+
+const char *tl_db_result_value(const tl_db_result_t *r, int row, int col) {
+  if (r == NULL || r->res == NULL || row >= PQntuples(r->res) || col >= PQnfields(r->res) ||
+      PQgetisnull(r->res, row, col))
+    return NULL;
+  return PQgetvalue(r->res, row, col);
+}
+
+const char *tl_db_result_sqlstate(const tl_db_result_t *r) {
+  const char *s = r && r->res ? PQresultErrorField(r->res, PG_DIAG_SQLSTATE) : NULL;
+  return s ? s : "";
+}
+
+long tl_db_result_affected(const tl_db_result_t *r) {
+  return r && r->res ? strtol(PQcmdTuples(r->res), NULL, 10) : 0;
+}
+
+/* ---------- jobs ---------- */
+
+static job_t *job_new(int prepared, const char *text, int nparams, const char *const *params,
+                      tl_db_cb cb, void *arg) {
+  size_t size = sizeof(job_t) + (size_t)nparams * sizeof(char *) + strlen(text) + 1;
+  for (int i = 0; i < nparams; i++)
+    if (params[i]) size += strlen(params[i]) + 1;
+  job_t *j = calloc(1, size);
+  if (j == NULL) return NULL;
+  j->params = (char **)(j + 1);
+  char *s = (char *)(j->params + nparams);
+  j->prepared = prepared;
+  j->nparams = nparams;
+  j->cb = cb;
+  j->arg = arg;
+  j->text = s;
+  s = stpcpy(s, text) + 1;
+  for (int i = 0; i < nparams; i++) {
+    if (params[i] == NULL) continue;
+    j->params[i] = s;
+    s = stpcpy(s, params[i]) + 1;
+  }
+  return j;
+}
+
+static void job_finish(job_t *j, int status, PGresult *res) {
+  tl_db_result_t r = {res};
+  j->cb(j->arg, status, &r);
+  free(j);
+}
+
+/* ---------- socket watching ---------- */
+
+static void on_poll(uv_poll_t *h, int status, int events);
+
+static void free_handle(uv_handle_t *h) { free(h); }
+
+static void unwatch(dbc_t *c) {
+  if (c->poll == NULL) return;
+  uv_close((uv_handle_t *)c->poll, free_handle);
+  c->poll = NULL;
+}
+
+/* Watches PQsocket() for events; with fresh=1 the poll handle is replaced (connect steps may
+ * have closed the old socket and opened a new one, possibly with the same number). */
+static int watch(dbc_t *c, int events, int fresh) {
+  int fd = PQsocket(c->pg);
+  if (fd < 0) return -1;
+  if (fresh) unwatch(c);
+  if (c->poll == NULL) {
+    c->poll = malloc(sizeof *c->poll);
+    if (c->poll == NULL) return -1;
+    if (uv_poll_init(c->pool->loop, c->poll, fd) != 0) {
+      free(c->poll);
+      c->poll = NULL;
+      return -1;
+    }
+    c->poll->data = c;
+  }
+  return uv_poll_start(c->poll, events, on_poll);
+}
+
+/* ---------- connection state machine ---------- */
+
+static int pool_up(const tl_db_pool_t *p) {
+  for (int i = 0; i < p->opts.size; i++)
+    if (p->conns[i].state == DBC_PREPARING || p->conns[i].state == DBC_IDLE ||
+        p->conns[i].state == DBC_BUSY)
+      return 1;
+  return 0;
+}
+
+static void fail_waiting(tl_db_pool_t *p, int status) {
+  while (p->head) {
+    job_t *j = p->head;
+    p->head = j->next;
+    p->waiting--;
+    job_finish(j, status, NULL);
+  }
+  p->tail = NULL;
+}
+
+static void on_retry_timer(uv_timer_t *t) {
+  dbc_t *c = t->data;
+  if (c->state == DBC_DOWN) dbc_connect(c);
+  else if (c->state == DBC_CONNECTING) dbc_fail(c, "connect timeout");
+}
+
+static void dbc_set_state(dbc_t *c, dbc_state_t next) {
+  c->state = next;
+  switch (next) {
+  case DBC_DOWN: {
+    /* Full jitter over [backoff/2, backoff]: daemons restarted together spread out. */
+    int ms = c->backoff_ms / 2 + rand() % (c->backoff_ms / 2 + 1);
+    uv_timer_start(&c->timer, on_retry_timer, (uint64_t)ms, 0);
+    c->backoff_ms = c->backoff_ms * 2 > c->pool->opts.backoff_max_ms ? c->pool->opts.backoff_max_ms
+                                                                       : c->backoff_ms * 2;
+    break;
+  }
+  case DBC_CONNECTING:
+    uv_timer_start(&c->timer, on_retry_timer, (uint64_t)c->pool->opts.connect_timeout_ms, 0);
+    break;
+  case DBC_PREPARING:
+  case DBC_IDLE:
+  case DBC_BUSY: uv_timer_stop(&c->timer); break;
+  case DBC_CLOSED: uv_timer_stop(&c->timer); break;
+  default:
+    tl_log(TL_LOG_ERROR, "bug", "where=dbc_set_state state=%d", (int)next);
+    abort();
+  }
+}
+
+static void dbc_fail(dbc_t *c, const char *why) {
+  tl_db_pool_t *p = c->pool;
+  /* Never log PQerrorMessage: it can quote the conninfo's host and user, and statement
+   * errors can quote data. The reason and the connection index are enough to act on. */
+  tl_log(c->state == DBC_CONNECTING ? TL_LOG_DEBUG : TL_LOG_WARN, "db_conn_lost",
+         "conn=%d reason=\"%s\"", c->index, why);
+  unwatch(c);
+  if (c->result) PQclear(c->result);
+  c->result = NULL;
+  if (c->pg) PQfinish(c->pg);
+  c->pg = NULL;
+  c->flushing = 0;
+  job_t *j = c->job;
+  c->job = NULL;
+  dbc_set_state(c, DBC_DOWN);
+  if (j) job_finish(j, TL_EDB_DOWN, NULL);
+  if (!pool_up(p)) fail_waiting(p, TL_EDB_DOWN);
+}
+
+static void dbc_connect(dbc_t *c) {
+  static const char *const keys[] = {"dbname", "fallback_application_name", NULL};
+  const char *const values[] = {c->pool->conninfo, "tubeloopd", NULL};
+  c->pg = PQconnectStartParams(keys, values, 1);
+  if (c->pg == NULL || PQstatus(c->pg) == CONNECTION_BAD) {
+    dbc_set_state(c, DBC_CONNECTING);
+    dbc_fail(c, "connect start failed");
+    return;
+  }
+  PQsetnonblocking(c->pg, 1);
+  dbc_set_state(c, DBC_CONNECTING);
+  /* The docs: behave as if PQconnectPoll last returned PGRES_POLLING_WRITING. */
+  if (watch(c, UV_WRITABLE, 1) != 0) dbc_fail(c, "no socket");
+}
+
+/* Sends one PREPARE or the job; the answer arrives through on_poll. */
+static void dbc_send_flush(dbc_t *c) {
+  int f = PQflush(c->pg);
+  if (f < 0) {
+    dbc_fail(c, "flush failed");
+    return;
+  }
+  c->flushing = f == 1;
+  if (watch(c, UV_READABLE | (c->flushing ? UV_WRITABLE : 0), 0) != 0) dbc_fail(c, "watch failed");
+}
+
+static void dbc_prepare_next(dbc_t *c) {
+  tl_db_pool_t *p = c->pool;
+  if (c->prep_next >= p->nstmts) {
+    if (c->ever_connected) p->reconnects++;
+    c->ever_connected = 1;
+    c->backoff_ms = p->opts.backoff_min_ms;
+    dbc_set_state(c, DBC_IDLE);
+    if (watch(c, UV_READABLE, 0) != 0) {
+      dbc_fail(c, "watch failed");
+      return;
+    }
+    pool_pump(p);
+    return;
+  }
+  const stmt_t *s = &p->stmts[c->prep_next];
+  if (!PQsendPrepare(c->pg, s->name, s->sql, 0, NULL)) {
+    dbc_fail(c, "prepare send failed");
+    return;
+  }
+  dbc_send_flush(c);
+}
+
+static void dbc_run(dbc_t *c, job_t *j) {
+  c->job = j;
+  dbc_set_state(c, DBC_BUSY);
+  int ok = j->prepared ? PQsendQueryPrepared(c->pg, j->text, j->nparams,
+                                             (const char *const *)j->params, NULL, NULL, 0)
+           : j->nparams > 0 ? PQsendQueryParams(c->pg, j->text, j->nparams, NULL,
+                                                (const char *const *)j->params, NULL, NULL, 0)
+                            : PQsendQuery(c->pg, j->text);
+  if (!ok) {
+    dbc_fail(c, "send failed");
+    return;
+  }
+  dbc_send_flush(c);
+}
+
+/* All results of the current command are in. */
+static void dbc_command_done(dbc_t *c) {
+  tl_db_pool_t *p = c->pool;
+  PGresult *res = c->result;
+  c->result = NULL;
+  if (PQstatus(c->pg) == CONNECTION_BAD) {
+    if (res) PQclear(res);
+    dbc_fail(c, "connection closed by the server");
+    return;
+  }
+  if (c->state == DBC_PREPARING) {
+    if (res && PQresultStatus(res) != PGRES_COMMAND_OK)
+      tl_log(TL_LOG_ERROR, "db_prepare_failed", "statement=%s sqlstate=%s",
+             p->stmts[c->prep_next].name, PQresultErrorField(res, PG_DIAG_SQLSTATE));
+    if (res) PQclear(res);
+    c->prep_next++;
+    dbc_prepare_next(c);
+    return;
+  }
+  job_t *j = c->job;
+  c->job = NULL;
+  dbc_set_state(c, DBC_IDLE);
+  ExecStatusType st = res ? PQresultStatus(res) : PGRES_FATAL_ERROR;
+  int status = st == PGRES_COMMAND_OK || st == PGRES_TUPLES_OK ? 0 : TL_EDB;
+  if (watch(c, UV_READABLE, 0) != 0) {
+    job_finish(j, status, res);
+    if (res) PQclear(res);
+    dbc_fail(c, "watch failed");
+    return;
+  }
+  job_finish(j, status, res);
+  if (res) PQclear(res);
+  pool_pump(p);
+}
+
+static void dbc_read(dbc_t *c) {
+  if (!PQconsumeInput(c->pg)) {
+    dbc_fail(c, "read failed");
+    return;
+  }
+  for (PGnotify *n; (n = PQnotifies(c->pg)) != NULL;) PQfreemem(n);
+  if (c->state == DBC_IDLE) {
+    if (PQstatus(c->pg) == CONNECTION_BAD) dbc_fail(c, "connection closed by the server");
+    return;
+  }
+  while (!PQisBusy(c->pg)) {
+    PGresult *r = PQgetResult(c->pg);
+    if (r == NULL) {
+      dbc_command_done(c);
+      return;
+    }
+    /* Keep the first error, else the last result. */
+    if (c->result && PQresultStatus(c->result) == PGRES_FATAL_ERROR) {
+      PQclear(r);
+    } else {
+      if (c->result) PQclear(c->result);
+      c->result = r;
+    }
+  }
+  if (PQstatus(c->pg) == CONNECTION_BAD) dbc_fail(c, "connection closed by the server");
+}
+
+static void on_poll(uv_poll_t *h, int status, int events) {
+  dbc_t *c = h->data;
+  if (c->state == DBC_CLOSED) return;
+  if (status < 0) {
+    dbc_fail(c, "socket error");
+    return;
+  }
+  if (c->state == DBC_CONNECTING) {
+    PostgresPollingStatusType r = PQconnectPoll(c->pg);
+    switch (r) {
+    case PGRES_POLLING_READING:
+      if (watch(c, UV_READABLE, 1) != 0) dbc_fail(c, "no socket");
+      return;
+    case PGRES_POLLING_WRITING:
+      if (watch(c, UV_WRITABLE, 1) != 0) dbc_fail(c, "no socket");
+      return;
+    case PGRES_POLLING_OK:
+      tl_log(TL_LOG_INFO, "db_connected", "conn=%d", c->index);
+      c->prep_next = 0;
+      dbc_set_state(c, DBC_PREPARING);
+      if (watch(c, UV_READABLE, 1) != 0) {
+        dbc_fail(c, "no socket");
+        return;
+      }
+      dbc_prepare_next(c);
+      return;
+    default: dbc_fail(c, "connect failed"); return;
+    }
+  }
+  if ((events & UV_WRITABLE) && c->flushing) {
+    int f = PQflush(c->pg);
+    if (f < 0) {
+      dbc_fail(c, "flush failed");
+      return;
+    }
+    c->flushing = f == 1;
+    if (!c->flushing && watch(c, UV_READABLE, 0) != 0) {
+      dbc_fail(c, "watch failed");
+      return;
+    }
+  }
+  if (events & UV_READABLE) dbc_read(c);
+}
+
+/* ---------- the pool ---------- */
+
+static void pool_pump(tl_db_pool_t *p) {
+  for (int i = 0; i < p->opts.size && p->head; i++) {
+    dbc_t *c = &p->conns[i];
+    if (c->state != DBC_IDLE) continue;
+    job_t *j = p->head;
+    p->head = j->next;
+    if (p->head == NULL) p->tail = NULL;
+    p->waiting--;
+    dbc_run(c, j);
+  }
+}
+
+static void on_sweep(uv_timer_t *t) {
+  tl_db_pool_t *p = t->data;
+  uint64_t now = uv_now(p->loop);
+  while (p->head && now - p->head->queued_at >= (uint64_t)p->opts.wait_timeout_ms) {
+    job_t *j = p->head;
+    p->head = j->next;
+    if (p->head == NULL) p->tail = NULL;
+    p->waiting--;
+    job_finish(j, TL_ETIMEDOUT, NULL);
+  }
+}
+
+static void on_kick(uv_idle_t *h) {
+  uv_idle_stop(h);
+  pool_pump(h->data);
+}
+
+static int submit(tl_db_pool_t *p, job_t *j) {
+  if (j == NULL) return TL_ENOMEM;
+  int rc = 0;
+  if (p->closing) rc = TL_ECLOSED;
+  else if (!pool_up(p)) rc = TL_EDB_DOWN;
+  else if (p->waiting >= p->opts.queue_max) rc = TL_EBUSY;
+  if (rc != 0) {
+    free(j);
+    return rc;
+  }
+  j->queued_at = uv_now(p->loop);
+  if (p->tail)
+    p->tail->next = j;
+  else
+    p->head = j;
+  p->tail = j;
+  p->waiting++;
+  /* Started on the next loop turn, so a failure can never call back inside submit. */
+  uv_idle_start(&p->kick, on_kick);
+  return 0;
+}
+
+int tl_db_query(tl_db_pool_t *p, const char *stmt, int nparams, const char *const *params,
+                tl_db_cb cb, void *arg) {
+  return submit(p, job_new(1, stmt, nparams, params, cb, arg));
+}
+
+int tl_db_exec(tl_db_pool_t *p, const char *sql, int nparams, const char *const *params,
+               tl_db_cb cb, void *arg) {
+  return submit(p, job_new(0, sql, nparams, params, cb, arg));
+}
+
+int tl_db_pool_new(tl_db_pool_t **out, uv_loop_t *loop, const tl_db_pool_opts_t *opts) {
+  tl_db_pool_t *p = calloc(1, sizeof *p);
+  if (p == NULL) return TL_ENOMEM;
+  p->loop = loop;
+  p->opts = *opts;
+  if (p->opts.size < 1) p->opts.size = 1;
+  p->conninfo = strdup(opts->conninfo ? opts->conninfo : "");
+  p->conns = calloc((size_t)p->opts.size, sizeof *p->conns);
+  if (p->conninfo == NULL || p->conns == NULL) {
+    free(p->conninfo);
+    free(p->conns);
+    free(p);
+    return TL_ENOMEM;
+  }
+  *out = p;
+  return 0;
+}
+
+int tl_db_pool_prepare(tl_db_pool_t *p, const char *name, const char *sql) {
+  stmt_t *s = realloc(p->stmts, (size_t)(p->nstmts + 1) * sizeof *s);
+  if (s == NULL) return TL_ENOMEM;
+  p->stmts = s;
+  s[p->nstmts].name = strdup(name);
+  s[p->nstmts].sql = strdup(sql);
+  if (s[p->nstmts].name == NULL || s[p->nstmts].sql == NULL) {
+    free(s[p->nstmts].name);
+    free(s[p->nstmts].sql);
+    return TL_ENOMEM;
+  }
+  p->nstmts++;
+  return 0;
+}
+
+void tl_db_pool_start(tl_db_pool_t *p) {
+  uv_timer_init(p->loop, &p->sweep);
+  p->sweep.data = p;
+  p->handles_open++;
+  uv_timer_start(&p->sweep, on_sweep, 500, 500);
+  uv_idle_init(p->loop, &p->kick);
+  p->kick.data = p;
+  p->handles_open++;
+  for (int i = 0; i < p->opts.size; i++) {
+    dbc_t *c = &p->conns[i];
+    c->pool = p;
+    c->index = i;
+    c->backoff_ms = p->opts.backoff_min_ms;
+    uv_timer_init(p->loop, &c->timer);
+    c->timer.data = c;
+    p->handles_open++;
+    dbc_connect(c);
+  }
+}
+
+static void pool_handle_closed(tl_db_pool_t *p) {
+  if (--p->handles_open == 0 && p->done) {
+    void (*done)(void *) = p->done;
+    p->done = NULL;
+    done(p->done_arg);
+  }
+}
+
+static void on_conn_timer_closed(uv_handle_t *h) { pool_handle_closed(((dbc_t *)h->data)->pool); }
+static void on_sweep_closed(uv_handle_t *h) { pool_handle_closed(h->data); }
+
+void tl_db_pool_close(tl_db_pool_t *p, void (*done)(void *), void *arg) {
+  if (p->closing) return;
+  p->closing = 1;
+  p->done = done;
+  p->done_arg = arg;
+  fail_waiting(p, TL_ECLOSED);
+  int started = p->handles_open > 0;
+  for (int i = 0; i < p->opts.size && started; i++) {
+    dbc_t *c = &p->conns[i];
+    job_t *j = c->job;
+    c->job = NULL;
+    unwatch(c);
+    if (c->result) PQclear(c->result);
+    c->result = NULL;
+    if (c->pg) PQfinish(c->pg);
+    c->pg = NULL;
+    dbc_set_state(c, DBC_CLOSED);
+    uv_close((uv_handle_t *)&c->timer, on_conn_timer_closed);
+    if (j) job_finish(j, TL_ECLOSED, NULL);
+  }
+  if (started) {
+    uv_close((uv_handle_t *)&p->sweep, on_sweep_closed);
+    uv_close((uv_handle_t *)&p->kick, on_sweep_closed);
+  }
+  else if (done)
+    done(arg);
+}
+
+void tl_db_pool_free(tl_db_pool_t *p) {
+  if (p == NULL) return;
+  for (int i = 0; i < p->nstmts; i++) {
+    free(p->stmts[i].name);
+    free(p->stmts[i].sql);
+  }
+  free(p->stmts);
+  free(p->conns);
+  free(p->conninfo);
+  free(p);
+}
+
+void tl_db_pool_stats(const tl_db_pool_t *p, tl_db_pool_stats_t *out) {
+  memset(out, 0, sizeof *out);
+  out->size = p->opts.size;
+  out->waiting = p->waiting;
+  out->reconnects = p->reconnects;
+  for (int i = 0; i < p->opts.size; i++) {
+    if (p->conns[i].state == DBC_IDLE || p->conns[i].state == DBC_BUSY) out->connected++;
+    if (p->conns[i].state == DBC_BUSY) out->busy++;
+  }
+}

@@ -1,0 +1,105 @@
+#!/usr/bin/env bash
+# lib.sh — shared functions for scripts/demo.sh, scripts/test.sh and docker/Dockerfile.
+#
+# Sourced, never run. It knows the project root (TL_TOP) and offers: tl_deps (install the
+# Debian packages the build, the tests and the demo need), tl_build release|asan (configure and
+# build one variant under build/), tl_cert DIR (a self-signed localhost certificate for TLS)
+# and tl_keys BIN FILE (a PII keys file from `tubeloopd gen-keys`). Every function is
+# idempotent: it does nothing when its result is already there. The Dockerfile calls the same
+# functions, so the image and the dev machines cannot drift apart.
+set -euo pipefail
+
+TL_TOP=$(cd "$(dirname "${BASH_SOURCE[0]}")/.." && pwd)
+
+# Debian 12 packages; keep in one place (the Dockerfile's build stage uses this list too).
+TL_PACKAGES=(
+  build-essential cmake pkg-config git
+  libuv1-dev libpq-dev libcjson-dev libssl-dev node-llhttp libcmocka-dev libcurl4-openssl-dev
+  postgresql-15 postgresql-client-15
+  curl openssl ca-certificates procps
+)
+
+tl_say() { printf '==> %s\n' "$*"; }
+tl_die() { printf '%s: error: %s\n' "${0##*/}" "$*" >&2; exit 1; }
+
+tl_deps() {
+  local pkg missing=()
+  for pkg in "${TL_PACKAGES[@]}"; do
+    if [[ $(dpkg-query -W -f='${Status}' "$pkg" 2>/dev/null || true) != "install ok installed" ]]; then
+      missing+=("$pkg")
+    fi
+  done
+  if [[ ${#missing[@]} -eq 0 ]]; then
+    tl_say "deps: all ${#TL_PACKAGES[@]} packages present"
+    return 0
+  fi
+  if [[ $(id -u) -ne 0 ]]; then
+    printf 'missing packages: %s\n' "${missing[*]}" >&2
+    tl_die "run as root, or: sudo apt-get install ${missing[*]}"
+  fi
+  tl_say "deps: installing ${missing[*]}"
+  export DEBIAN_FRONTEND=noninteractive
+  apt-get update -qq || tl_die "apt-get update failed"
+  apt-get install -y -qq --no-install-recommends "${missing[@]}" || tl_die "apt-get install failed: ${missing[*]}"
+}
+
+# tl_build release|asan — build/release (RelWithDebInfo, no tests) or build/asan (Debug,
+# ASan+UBSan, tests). Extra cmake arguments may come from TL_CMAKE_ARGS (space-separated).
+tl_build() {
+  local variant=${1:-} dir type desc extra=()
+  case $variant in
+    release)
+      dir=$TL_TOP/build/release; type=RelWithDebInfo; desc=RelWithDebInfo
+      extra=(-DTL_SANITIZE=OFF -DTL_TESTS=OFF) ;;
+    asan)
+      dir=$TL_TOP/build/asan; type=Debug; desc="Debug, ASan+UBSan, tests"
+      extra=(-DTL_SANITIZE=ON -DTL_TESTS=ON) ;;
+    *) tl_die "tl_build: variant must be 'release' or 'asan', got '$variant'" ;;
+  esac
+  local user_args=()
+  if [[ -n ${TL_CMAKE_ARGS:-} ]]; then read -r -a user_args <<<"$TL_CMAKE_ARGS"; fi
+  tl_say "configure: ${dir#"$TL_TOP"/} ($desc)"
+  cmake -S "$TL_TOP" -B "$dir" -DCMAKE_BUILD_TYPE="$type" "${extra[@]}" "${user_args[@]}" ||
+    tl_die "cmake configure failed for ${dir#"$TL_TOP"/}"
+  tl_say "build: ${dir#"$TL_TOP"/} with $(nproc) jobs"
+  cmake --build "$dir" -j"$(nproc)" || tl_die "build failed in ${dir#"$TL_TOP"/}"
+}
+
+# tl_cert DIR — DIR/tls.crt and DIR/tls.key: self-signed ECDSA P-256 for localhost/127.0.0.1.
+tl_cert() {
+  local dir=${1:?tl_cert: DIR missing}
+  if [[ -s $dir/tls.crt && -s $dir/tls.key ]]; then
+    tl_say "cert: ${dir}/tls.crt exists"
+    return 0
+  fi
+  mkdir -p "$dir"
+  tl_say "cert: generating a self-signed certificate in $dir"
+  (
+    umask 077
+    openssl req -x509 -newkey ec -pkeyopt ec_paramgen_curve:prime256v1 -nodes -days 825 \
+      -subj /CN=localhost -addext "subjectAltName=DNS:localhost,IP:127.0.0.1" \
+      -keyout "$dir/tls.key.tmp" -out "$dir/tls.crt.tmp" 2>/dev/null
+  ) || { rm -f "$dir/tls.key.tmp" "$dir/tls.crt.tmp"; tl_die "openssl could not create a certificate in $dir"; }
+  chmod 0600 "$dir/tls.key.tmp"
+  chmod 0644 "$dir/tls.crt.tmp"
+  mv -f "$dir/tls.key.tmp" "$dir/tls.key"
+  mv -f "$dir/tls.crt.tmp" "$dir/tls.crt"
+}
+
+# tl_keys BIN FILE — FILE from `BIN gen-keys`, readable by its owner only.
+tl_keys() {
+  local bin=${1:?tl_keys: BIN missing} file=${2:?tl_keys: FILE missing}
+  if [[ -s $file ]]; then
+    tl_say "keys: $file exists"
+    return 0
+  fi
+  [[ -x $bin ]] || tl_die "tl_keys: $bin is not an executable"
+  mkdir -p "$(dirname "$file")"
+  tl_say "keys: generating $file"
+  if ! (umask 077 && "$bin" gen-keys >"$file.tmp"); then
+    rm -f "$file.tmp"
+    tl_die "'$bin gen-keys' failed"
+  fi
+  [[ -s $file.tmp ]] || { rm -f "$file.tmp"; tl_die "'$bin gen-keys' printed nothing"; }
+  mv -f "$file.tmp" "$file"
+}
