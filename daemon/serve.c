@@ -86,6 +86,8 @@ int tl_serve(const tl_config_t *cfg) {
   tl_router_init(&d.router);
   d.api.db = d.db;
   d.api.metrics = &d.metrics;
+  d.api.keys = &d.keys;
+  d.api.tz = cfg->tz;
   if (tl_api_routes(&d.router, &d.api) != 0) goto done;
   const char *names[TL_ROUTER_MAX_ROUTES];
   for (int i = 0; i < d.router.nroutes; i++) names[i] = d.router.routes[i].pattern;

@@ -32,10 +32,53 @@ void tl_api_reply_db_error(tl_http_exchange_t *x, int status) {
   }
 }
 
+typedef struct {
+  tl_api_t *api;
+  tl_http_exchange_t *x;
+  tl_api_db_fn done;
+  void *ctx;
+} db_call_t;
+
+static void db_call_done(void *arg, int status, const tl_db_result_t *res) {
+  db_call_t *c = arg;
+  if (tl_http_exchange_alive(c->x)) c->done(c->x, c->api, status, res, c->ctx);
+  tl_http_exchange_release(c->x);
+  free(c->ctx);
+  free(c);
+}
+
+void tl_api_db(tl_api_t *api, tl_http_exchange_t *x, const char *sql, int nparams,
+               const char *const *params, tl_api_db_fn done, void *ctx) {
+  db_call_t *c = malloc(sizeof *c);
+  if (c == NULL) {
+    free(ctx);
+    tl_http_reply_error(x, 500, "internal", "The server ran out of memory.");
+    return;
+  }
+  *c = (db_call_t){api, x, done, ctx};
+  tl_http_exchange_hold(x);
+  int rc = tl_db_exec(api->db, sql, nparams, params, db_call_done, c);
+  if (rc != 0) {
+    tl_http_exchange_release(x);
+    free(ctx);
+    free(c);
+    tl_api_reply_db_error(x, rc);
+  }
+}
+
 int tl_api_routes(tl_router_t *r, tl_api_t *api) {
   int bad = 0;
   bad |= tl_router_add(r, "GET", "/healthz", tl__api_healthz, api) < 0;
   bad |= tl_router_add(r, "GET", "/readyz", tl__api_readyz, api) < 0;
   bad |= tl_router_add(r, "GET", "/metrics", tl__api_metrics, api) < 0;
+  bad |= tl_router_add(r, "POST", "/v1/events", tl__api_events, api) < 0;
+  bad |= tl_router_add(r, "POST", "/v1/admin/regions", tl__api_admin_regions, api) < 0;
+  bad |= tl_router_add(r, "POST", "/v1/admin/sites", tl__api_admin_sites, api) < 0;
+  bad |= tl_router_add(r, "POST", "/v1/admin/labs", tl__api_admin_labs, api) < 0;
+  bad |= tl_router_add(r, "POST", "/v1/admin/couriers", tl__api_admin_couriers, api) < 0;
+  bad |= tl_router_add(r, "POST", "/v1/admin/rounds", tl__api_admin_rounds, api) < 0;
+  bad |= tl_router_add(r, "POST", "/v1/admin/rounds/{code}/close", tl__api_admin_round_close, api) < 0;
+  bad |= tl_router_add(r, "POST", "/v1/admin/tokens", tl__api_admin_tokens, api) < 0;
+  bad |= tl_router_add(r, "DELETE", "/v1/admin/tokens/{id}", tl__api_admin_token_delete, api) < 0;
   return bad ? TL_ENOMEM : 0;
 }

@@ -5,6 +5,7 @@
 #ifndef TL_API_API_H
 #define TL_API_API_H
 
+#include "crypto/keys.h"
 #include "db/pool.h"
 #include "http/router.h"
 #include "http/server.h"
@@ -14,9 +15,19 @@
 
 typedef struct {
   tl_db_pool_t *db;           /* borrowed */
+  const tl_keys_t *keys;      /* borrowed: PII encryption and lookup keys */
+  const char *tz;             /* deployment time zone for day boundaries */
   tl_metrics_t *metrics;      /* borrowed */
   tl_http_server_t *server;   /* borrowed; set once the server exists (connection gauge) */
 } tl_api_t;
+
+/* Runs a statement for the handler of x and calls done(x, api, status, res, ctx) when it
+ * finishes, only if the client is still there. Submit failures are answered here. ctx is
+ * freed with free() afterwards (may be NULL). */
+typedef void (*tl_api_db_fn)(tl_http_exchange_t *x, tl_api_t *api, int status,
+                             const tl_db_result_t *res, void *ctx);
+void tl_api_db(tl_api_t *api, tl_http_exchange_t *x, const char *sql, int nparams,
+               const char *const *params, tl_api_db_fn done, void *ctx);
 
 /* Registers all routes. Returns 0 or TL_ENOMEM (router full). */
 TL_WUR int tl_api_routes(tl_router_t *r, tl_api_t *api);

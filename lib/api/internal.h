@@ -9,5 +9,14 @@
 void tl__api_healthz(tl_http_exchange_t *x, void *ctx);
 void tl__api_readyz(tl_http_exchange_t *x, void *ctx);
 void tl__api_metrics(tl_http_exchange_t *x, void *ctx);
+void tl__api_admin_regions(tl_http_exchange_t *x, void *ctx);
+void tl__api_admin_sites(tl_http_exchange_t *x, void *ctx);
+void tl__api_admin_labs(tl_http_exchange_t *x, void *ctx);
+void tl__api_admin_couriers(tl_http_exchange_t *x, void *ctx);
+void tl__api_admin_rounds(tl_http_exchange_t *x, void *ctx);
+void tl__api_admin_round_close(tl_http_exchange_t *x, void *ctx);
+void tl__api_admin_tokens(tl_http_exchange_t *x, void *ctx);
+void tl__api_admin_token_delete(tl_http_exchange_t *x, void *ctx);
+void tl__api_events(tl_http_exchange_t *x, void *ctx);
 
 #endif

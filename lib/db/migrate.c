@@ -79,8 +79,9 @@ int tl_db_migrate(const char *conninfo, const char *sql_dir, int *applied, char 
   const char *lockp[] = {lock};
   if (rc == 0) rc = exec_ok(pg, "SELECT pg_advisory_lock($1)", 1, lockp, err, errlen, "lock");
   if (rc == 0)
+    rc = exec_ok(pg, "SET client_min_messages = warning", 0, NULL, err, errlen, "set");
+  if (rc == 0)
     rc = exec_ok(pg,
-                 "SET client_min_messages = warning; "
                  "CREATE TABLE IF NOT EXISTS schema_migrations ("
                  " version text PRIMARY KEY, applied_at timestamptz NOT NULL DEFAULT now())",
                  0, NULL, err, errlen, "schema_migrations");

@@ -18,6 +18,7 @@ typedef enum {
 
 typedef struct job_s {
   struct job_s *next;
+  tl_db_acquire_cb acquire; /* set: this job only asks for a connection to hold */
   int prepared;         /* text is a statement name */
   char *text;           /* statement name or SQL; points into the same allocation */
   int nparams;
@@ -49,7 +50,13 @@ typedef struct {
   job_t *job;           /* running job, or NULL */
   PGresult *result;     /* the job's first error or last result */
   int ever_connected;
+  int held;             /* checked out by tl_db_acquire until tl_db_release */
+  int held_lost;        /* the held session died: its transaction is gone */
 } dbc_t;
+
+struct tl_db_conn_s {
+  dbc_t c; /* tl_db_conn_t is a dbc_t seen from outside */
+};
 
 struct tl_db_pool_s {
   uv_loop_t *loop;
@@ -72,6 +79,7 @@ struct tl_db_pool_s {
 static void dbc_connect(dbc_t *c);
 static void dbc_fail(dbc_t *c, const char *why);
 static void pool_pump(tl_db_pool_t *p);
+static void on_kick(uv_idle_t *h);
 
 void tl_db_pool_opts_defaults(tl_db_pool_opts_t *o) {
   memset(o, 0, sizeof *o);
@@ -131,7 +139,10 @@ static job_t *job_new(int prepared, const char *text, int nparams, const char *c
 
 static void job_finish(job_t *j, int status, PGresult *res) {
   tl_db_result_t r = {res};
-  j->cb(j->arg, status, &r);
+  if (j->acquire)
+    j->acquire(j->arg, status, NULL);
+  else if (j->cb)
+    j->cb(j->arg, status, &r);
   free(j);
 }
 
@@ -230,6 +241,7 @@ static void dbc_fail(dbc_t *c, const char *why) {
   c->flushing = 0;
   job_t *j = c->job;
   c->job = NULL;
+  if (c->held) c->held_lost = 1;
   dbc_set_state(c, DBC_DOWN);
   if (j) job_finish(j, TL_EDB_DOWN, NULL);
   if (!pool_up(p)) fail_waiting(p, TL_EDB_DOWN);
@@ -409,11 +421,20 @@ static void on_poll(uv_poll_t *h, int status, int events) {
 static void pool_pump(tl_db_pool_t *p) {
   for (int i = 0; i < p->opts.size && p->head; i++) {
     dbc_t *c = &p->conns[i];
-    if (c->state != DBC_IDLE) continue;
+    if (c->state != DBC_IDLE || c->held) continue;
     job_t *j = p->head;
     p->head = j->next;
     if (p->head == NULL) p->tail = NULL;
     p->waiting--;
+    if (j->acquire) {
+      c->held = 1;
+      c->held_lost = 0;
+      tl_db_acquire_cb cb = j->acquire;
+      void *arg = j->arg;
+      free(j);
+      cb(arg, 0, (tl_db_conn_t *)c);
+      continue;
+    }
     dbc_run(c, j);
   }
 }
@@ -455,6 +476,54 @@ static int submit(tl_db_pool_t *p, job_t *j) {
   /* Started on the next loop turn, so a failure can never call back inside submit. */
   uv_idle_start(&p->kick, on_kick);
   return 0;
+}
+
+int tl_db_acquire(tl_db_pool_t *p, tl_db_acquire_cb cb, void *arg) {
+  job_t *j = job_new(0, "", 0, NULL, NULL, arg);
+  if (j) j->acquire = cb;
+  return submit(p, j);
+}
+
+static int held_run(tl_db_conn_t *conn, job_t *j) {
+  dbc_t *c = &conn->c;
+  if (j == NULL) return TL_ENOMEM;
+  if (!c->held || c->held_lost || c->state != DBC_IDLE || c->pool->closing) {
+    free(j);
+    return c->pool->closing ? TL_ECLOSED : TL_EDB_DOWN;
+  }
+  dbc_run(c, j);
+  return 0;
+}
+
+int tl_db_conn_query(tl_db_conn_t *c, const char *stmt, int nparams, const char *const *params,
+                     tl_db_cb cb, void *arg) {
+  return held_run(c, job_new(1, stmt, nparams, params, cb, arg));
+}
+
+int tl_db_conn_exec(tl_db_conn_t *c, const char *sql, int nparams, const char *const *params,
+                    tl_db_cb cb, void *arg) {
+  return held_run(c, job_new(0, sql, nparams, params, cb, arg));
+}
+
+void tl_db_release(tl_db_conn_t *conn) {
+  dbc_t *c = &conn->c;
+  tl_db_pool_t *p = c->pool;
+  if (!c->held) return;
+  c->held = 0;
+  int lost = c->held_lost;
+  c->held_lost = 0;
+  if (p->closing) return;
+  if (!lost && c->state == DBC_IDLE && PQtransactionStatus(c->pg) != PQTRANS_IDLE) {
+    /* Kore's rule: a connection never goes back with a transaction open or failed. */
+    job_t *j = job_new(0, "ROLLBACK", 0, NULL, NULL, NULL);
+    if (j == NULL) {
+      dbc_fail(c, "out of memory for rollback");
+      return;
+    }
+    dbc_run(c, j);
+    return;
+  }
+  uv_idle_start(&p->kick, on_kick);
 }
 
 int tl_db_query(tl_db_pool_t *p, const char *stmt, int nparams, const char *const *params,

@@ -25,7 +25,10 @@
 
 typedef struct tl_db_pool_s tl_db_pool_t;
 typedef struct tl_db_result_s tl_db_result_t;
+typedef struct tl_db_conn_s tl_db_conn_t;
 typedef void (*tl_db_cb)(void *arg, int status, const tl_db_result_t *res);
+/* conn is NULL unless status is 0. */
+typedef void (*tl_db_acquire_cb)(void *arg, int status, tl_db_conn_t *conn);
 
 typedef struct {
   const char *conninfo;   /* copied */
@@ -62,6 +65,19 @@ TL_WUR int tl_db_query(tl_db_pool_t *p, const char *stmt, int nparams,
 /* Runs SQL text (one statement when nparams > 0; several allowed when 0). */
 TL_WUR int tl_db_exec(tl_db_pool_t *p, const char *sql, int nparams, const char *const *params,
                       tl_db_cb cb, void *arg);
+
+/* Checks a connection out for a transaction of several steps: cb gets it (later, like every
+ * callback) and it stays the caller's until tl_db_release(). Submit errors as above. */
+TL_WUR int tl_db_acquire(tl_db_pool_t *p, tl_db_acquire_cb cb, void *arg);
+/* Run a statement on a held connection. Returns TL_EDB_DOWN (no callback) when the session
+ * died since it was acquired: the transaction is gone, release and start again. One
+ * statement at a time: call again from the callback. */
+TL_WUR int tl_db_conn_query(tl_db_conn_t *c, const char *stmt, int nparams,
+                            const char *const *params, tl_db_cb cb, void *arg);
+TL_WUR int tl_db_conn_exec(tl_db_conn_t *c, const char *sql, int nparams,
+                           const char *const *params, tl_db_cb cb, void *arg);
+/* Gives the connection back; an open or failed transaction is rolled back first. */
+void tl_db_release(tl_db_conn_t *c);
 
 int tl_db_result_rows(const tl_db_result_t *r);
 int tl_db_result_cols(const tl_db_result_t *r);

@@ -1,0 +1,122 @@
+/* Token authentication (auth.h). One indexed lookup per request; the scope's region is
+ * resolved in the same query so handlers can check "inside my region" without another trip. */
+#include "api/auth.h"
+
+#include "crypto/token.h"
+
+#include <stdlib.h>
+#include <string.h>
+
+typedef struct {
+  tl_api_t *api;
+  tl_http_exchange_t *x;
+  unsigned roles;
+  tl_api_authed_fn next;
+  char hash[TL_TOKEN_HASH_LEN + 1];
+} auth_job_t;
+
+static const char auth_sql[] =
+    "SELECT t.id, t.role, coalesce(t.scope, ''), t.hash,"
+    " coalesce(CASE t.role WHEN 'collector' THEN (SELECT township FROM sites WHERE code = t.scope)"
+    "  WHEN 'courier' THEN (SELECT county FROM couriers WHERE code = t.scope)"
+    "  WHEN 'lab' THEN (SELECT county FROM labs WHERE code = t.scope)"
+    "  WHEN 'admin' THEN '' ELSE t.scope END, '-')"
+    " FROM tokens t WHERE t.hash = $1 AND t.revoked_at IS NULL";
+
+int tl_principal_sees(const tl_principal_t *p, const char *region_code) {
+  if (p->role == TL_ROLE_ADMIN) return 1;
+  return region_code && tl_region_contains(p->region, region_code);
+}
+
+static void copy_str(char *dst, size_t cap, const char *src) {
+  size_t n = src ? strlen(src) : 0;
+  if (n >= cap) n = cap - 1;
+  if (n) memcpy(dst, src, n);
+  dst[n] = '\0';
+}
+
+static void unauthorized(tl_http_exchange_t *x) {
+  tl_http_reply(x, 401, "application/json", "WWW-Authenticate: Bearer\r\n",
+                "{\"error\":{\"code\":\"unauthorized\",\"message\":\"A valid bearer token is "
+                "required.\"}}\n",
+                sizeof "{\"error\":{\"code\":\"unauthorized\",\"message\":\"A valid bearer token is "
+                       "required.\"}}\n" - 1);
+}
+
+static void auth_done(void *arg, int status, const tl_db_result_t *res) {
+  auth_job_t *j = arg;
+  tl_http_exchange_t *x = j->x;
+  if (!tl_http_exchange_alive(x)) goto out;
+  if (status != 0) {
+    tl_api_reply_db_error(x, status);
+    goto out;
+  }
+  const char *hash = tl_db_result_rows(res) == 1 ? tl_db_result_value(res, 0, 3) : NULL;
+  if (hash == NULL || strlen(hash) != TL_TOKEN_HASH_LEN ||
+      !tl_token_equal(hash, j->hash, TL_TOKEN_HASH_LEN)) {
+    unauthorized(x);
+    goto out;
+  }
+  tl_principal_t p;
+  memset(&p, 0, sizeof p);
+  int role = tl_role_parse(tl_db_result_value(res, 0, 1));
+  if (role < 0) {
+    unauthorized(x);
+    goto out;
+  }
+  p.role = (tl_role_t)role;
+  copy_str(p.token_id, sizeof p.token_id, tl_db_result_value(res, 0, 0));
+  copy_str(p.scope, sizeof p.scope, tl_db_result_value(res, 0, 2));
+  copy_str(p.region, sizeof p.region, tl_db_result_value(res, 0, 4));
+  if (!(j->roles & TL_ROLE_BIT(p.role))) {
+    tl_http_reply_error(x, 403, "forbidden", "This token's role may not make this call.");
+    goto out;
+  }
+  j->next(x, j->api, &p);
+out:
+  tl_http_exchange_release(x);
+  free(j);
+}
+
+void tl_api_auth(tl_api_t *api, tl_http_exchange_t *x, unsigned roles, tl_api_authed_fn next) {
+  char probe[8];
+  if (tl_http_exchange_query(x, "access_token", probe, sizeof probe) != -1 ||
+      tl_http_exchange_query(x, "token", probe, sizeof probe) != -1) {
+    tl_http_reply_error(x, 400, "token_in_url",
+                        "Tokens go in the Authorization header, never in the URL.");
+    return;
+  }
+  size_t len = 0;
+  const tl_http_request_t *req = tl_http_exchange_request(x);
+  const char *h = tl_http_request_header(req, "authorization", &len);
+  if (h == NULL || len < 7 || strncasecmp(h, "Bearer ", 7) != 0) {
+    unauthorized(x);
+    return;
+  }
+  h += 7;
+  len -= 7;
+  while (len > 0 && *h == ' ') h++, len--;
+  while (len > 0 && h[len - 1] == ' ') len--;
+  if (!tl_token_well_formed(h, len)) {
+    unauthorized(x);
+    return;
+  }
+  auth_job_t *j = calloc(1, sizeof *j);
+  if (j == NULL) {
+    tl_http_reply_error(x, 500, "internal", "The server ran out of memory.");
+    return;
+  }
+  j->api = api;
+  j->x = x;
+  j->roles = roles;
+  j->next = next;
+  tl_token_hash(h, len, j->hash);
+  const char *params[] = {j->hash};
+  tl_http_exchange_hold(x);
+  int rc = tl_db_exec(api->db, auth_sql, 1, params, auth_done, j);
+  if (rc != 0) {
+    tl_http_exchange_release(x);
+    free(j);
+    tl_api_reply_db_error(x, rc);
+  }
+}
