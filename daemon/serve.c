@@ -81,6 +81,7 @@ int tl_serve(const tl_config_t *cfg) {
   po.conninfo = cfg->db;
   po.size = cfg->pool_size;
   po.queue_max = cfg->pool_queue;
+  po.time_zone = cfg->tz;
   if (tl_db_pool_new(&d.db, &d.loop, &po) != 0) goto done;
 
   tl_router_init(&d.router);

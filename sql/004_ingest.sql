@@ -177,6 +177,8 @@ LANGUAGE plpgsql AS $$
 DECLARE
   v_tubes text[];
   v_boxes text[];
+  v_opened jsonb;
+  v_attributed jsonb;
 BEGIN
   INSERT INTO persons AS o
   SELECT * FROM jsonb_populate_recordset(NULL::persons, p -> 'persons')
@@ -218,40 +220,51 @@ BEGIN
   v_tubes := ARRAY(SELECT x ->> 'code' FROM jsonb_array_elements(p -> 'tubes') x);
   v_boxes := ARRAY(SELECT x ->> 'code' FROM jsonb_array_elements(p -> 'boxes') x);
 
-  RETURN QUERY
-  WITH opened AS (SELECT * FROM tl_refresh(v_tubes, v_boxes)),
-  attribution AS (
-    SELECT a ->> 'subject' AS subject, (a ->> 'event')::uuid AS event, a ->> 'etype' AS etype,
-           (a ->> 'ord')::int AS ord
-    FROM jsonb_array_elements(p -> 'attribution') a
-  ), attributed AS (
-    -- to the last event of the batch that touched the subject and is the kind of event the
-    -- anomaly is about (a count mismatch to the seal, a gap to the hand-over, ...); else to
-    -- the last event that touched it; a tube that no event named (missing at receipt) to the
-    -- last event that touched its box
+  -- Derived state first; each following statement sees what the previous one wrote.
+  SELECT coalesce(jsonb_agg(jsonb_build_object('subject', r.subject, 'type', r.type)), '[]')
+    INTO v_opened FROM tl_refresh(v_tubes, v_boxes) r;
+
+  -- Attribute each opened anomaly to the last event of the batch that touched its subject
+  -- and is the kind of event the anomaly is about (a count mismatch to the seal, a gap to the
+  -- hand-over, ...); else to the last event that touched it; a tube no event named (missing
+  -- at receipt) to the last event that touched its box.
+  SELECT coalesce(jsonb_agg(jsonb_build_object('subject', o.subject, 'type', o.type,
+                                               'event', w.event)), '[]')
+    INTO v_attributed
+  FROM jsonb_to_recordset(v_opened) AS o(subject text, type text)
+  CROSS JOIN LATERAL (
+    WITH attribution AS (
+      SELECT a ->> 'subject' AS subject, (a ->> 'event')::uuid AS event, a ->> 'etype' AS etype,
+             (a ->> 'ord')::int AS ord
+      FROM jsonb_array_elements(p -> 'attribution') a)
     SELECT coalesce(
-             (SELECT t.event FROM attribution t WHERE t.subject = o.subject
-                AND t.etype = ANY (CASE o.type
-                  WHEN 'seal_count_mismatch' THEN ARRAY['tube.seal', 'box.seal']
-                  WHEN 'custody_gap' THEN ARRAY['box.pickup', 'box.deliver', 'box.receive',
-                                                'tube.reject', 'tube.result']
-                  WHEN 'orphan_result' THEN ARRAY['tube.result']
-                  WHEN 'wrong_lab' THEN ARRAY['box.deliver', 'box.receive']
-                  WHEN 'tube_unexpected' THEN ARRAY['box.receive']
-                  WHEN 'tube_missing' THEN ARRAY['box.receive']
-                  WHEN 'person_repeat' THEN ARRAY['sample.add']
-                  ELSE ARRAY[]::text[] END)
-              ORDER BY t.ord DESC LIMIT 1),
-             (SELECT t.event FROM attribution t WHERE t.subject = o.subject ORDER BY t.ord DESC LIMIT 1),
-             (SELECT t.event FROM tubes x JOIN attribution t ON t.subject = x.box
-              WHERE x.code = o.subject ORDER BY t.ord DESC LIMIT 1)) AS event, o.type
-    FROM opened o
-  ), recorded AS (
-    UPDATE events e SET anomalies = x.types
-    FROM (SELECT d.event, array_agg(DISTINCT d.type ORDER BY d.type) AS types
-          FROM attributed d WHERE d.event IS NOT NULL GROUP BY d.event) x
-    WHERE e.id = x.event
-    RETURNING e.id
-  )
-  SELECT d.event, d.type FROM attributed d WHERE d.event IS NOT NULL;
+      (SELECT t.event FROM attribution t WHERE t.subject = o.subject
+         AND t.etype = ANY (CASE o.type
+           WHEN 'seal_count_mismatch' THEN ARRAY['tube.seal', 'box.seal']
+           WHEN 'custody_gap' THEN ARRAY['box.pickup', 'box.deliver', 'box.receive',
+                                         'tube.reject', 'tube.result']
+           WHEN 'orphan_result' THEN ARRAY['tube.result']
+           WHEN 'wrong_lab' THEN ARRAY['box.deliver', 'box.receive']
+           WHEN 'tube_unexpected' THEN ARRAY['box.receive']
+           WHEN 'tube_missing' THEN ARRAY['box.receive']
+           WHEN 'person_repeat' THEN ARRAY['sample.add']
+           ELSE ARRAY[]::text[] END)
+       ORDER BY t.ord DESC LIMIT 1),
+      (SELECT t.event FROM attribution t WHERE t.subject = o.subject ORDER BY t.ord DESC LIMIT 1),
+      (SELECT t.event FROM tubes x JOIN attribution t ON t.subject = x.box
+       WHERE x.code = o.subject ORDER BY t.ord DESC LIMIT 1)) AS event) w
+  WHERE w.event IS NOT NULL;
+
+  UPDATE events e SET anomalies = x.types
+  FROM (SELECT d.event, array_agg(DISTINCT d.type ORDER BY d.type) AS types
+        FROM jsonb_to_recordset(v_attributed) AS d(subject text, type text, event uuid)
+        GROUP BY d.event) x
+  WHERE e.id = x.event;
+
+  UPDATE anomalies a SET opened_by = d.event
+  FROM jsonb_to_recordset(v_attributed) AS d(subject text, type text, event uuid)
+  WHERE a.subject = d.subject AND a.type = d.type AND a.state = 'open' AND a.opened_by IS NULL;
+
+  RETURN QUERY SELECT d.event, d.type
+    FROM jsonb_to_recordset(v_attributed) AS d(subject text, type text, event uuid);
 END $$;

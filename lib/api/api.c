@@ -3,6 +3,8 @@
 
 #include "api/internal.h"
 
+#include "base/log.h"
+
 #include <stdlib.h>
 
 void tl_api_reply_json(tl_http_exchange_t *x, int status, cJSON *root) {
@@ -41,6 +43,9 @@ typedef struct {
 
 static void db_call_done(void *arg, int status, const tl_db_result_t *res) {
   db_call_t *c = arg;
+  if (status == TL_EDB)
+    tl_log(TL_LOG_WARN, "db_statement_failed", "conn=%llu sqlstate=%s",
+           (unsigned long long)tl_http_exchange_conn_id(c->x), tl_db_result_sqlstate(res));
   if (tl_http_exchange_alive(c->x)) c->done(c->x, c->api, status, res, c->ctx);
   tl_http_exchange_release(c->x);
   free(c->ctx);
@@ -72,6 +77,13 @@ int tl_api_routes(tl_router_t *r, tl_api_t *api) {
   bad |= tl_router_add(r, "GET", "/readyz", tl__api_readyz, api) < 0;
   bad |= tl_router_add(r, "GET", "/metrics", tl__api_metrics, api) < 0;
   bad |= tl_router_add(r, "POST", "/v1/events", tl__api_events, api) < 0;
+  bad |= tl_router_add(r, "GET", "/v1/tubes/{code}", tl__api_tube, api) < 0;
+  bad |= tl_router_add(r, "GET", "/v1/boxes/{code}", tl__api_box, api) < 0;
+  bad |= tl_router_add(r, "POST", "/v1/persons/lookup", tl__api_person_lookup, api) < 0;
+  bad |= tl_router_add(r, "GET", "/v1/anomalies", tl__api_anomalies, api) < 0;
+  bad |= tl_router_add(r, "POST", "/v1/anomalies/{id}/ack", tl__api_anomaly_ack, api) < 0;
+  bad |= tl_router_add(r, "POST", "/v1/anomalies/{id}/resolve", tl__api_anomaly_resolve, api) < 0;
+  bad |= tl_router_add(r, "GET", "/v1/followups", tl__api_followups, api) < 0;
   bad |= tl_router_add(r, "POST", "/v1/admin/regions", tl__api_admin_regions, api) < 0;
   bad |= tl_router_add(r, "POST", "/v1/admin/sites", tl__api_admin_sites, api) < 0;
   bad |= tl_router_add(r, "POST", "/v1/admin/labs", tl__api_admin_labs, api) < 0;

@@ -707,8 +707,17 @@ static char *build_write(batch_t *b, int *naccepted) {
       cJSON *row = s->person_row;
       s->person_row = NULL;
       add_time(row, "updated_at", b->now);
-      if (found) cJSON_ReplaceItemViaPointer(persons, found, row);
-      else cJSON_AddItemToArray(persons, row);
+      if (found) {
+        /* a later scan without name or phone keeps what an earlier one gave */
+        static const char *const keep[] = {"name_enc", "name_masked", "phone_enc", "phone_masked"};
+        for (int k = 0; k < 4; k++)
+          if (!cJSON_HasObjectItem(row, keep[k]) && cJSON_HasObjectItem(found, keep[k]))
+            cJSON_AddItemToObject(row, keep[k],
+                                  cJSON_Duplicate(cJSON_GetObjectItemCaseSensitive(found, keep[k]), 1));
+        cJSON_ReplaceItemViaPointer(persons, found, row);
+      } else {
+        cJSON_AddItemToArray(persons, row);
+      }
     }
   }
   for (int i = 0; i < b->world.ntubes; i++)

@@ -18,5 +18,12 @@ void tl__api_admin_round_close(tl_http_exchange_t *x, void *ctx);
 void tl__api_admin_tokens(tl_http_exchange_t *x, void *ctx);
 void tl__api_admin_token_delete(tl_http_exchange_t *x, void *ctx);
 void tl__api_events(tl_http_exchange_t *x, void *ctx);
+void tl__api_tube(tl_http_exchange_t *x, void *ctx);
+void tl__api_box(tl_http_exchange_t *x, void *ctx);
+void tl__api_person_lookup(tl_http_exchange_t *x, void *ctx);
+void tl__api_anomalies(tl_http_exchange_t *x, void *ctx);
+void tl__api_anomaly_ack(tl_http_exchange_t *x, void *ctx);
+void tl__api_anomaly_resolve(tl_http_exchange_t *x, void *ctx);
+void tl__api_followups(tl_http_exchange_t *x, void *ctx);
 
 #endif

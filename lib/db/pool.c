@@ -4,6 +4,7 @@
 #include "base/log.h"
 
 #include <libpq-fe.h>
+#include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
 
@@ -62,6 +63,7 @@ struct tl_db_pool_s {
   uv_loop_t *loop;
   tl_db_pool_opts_t opts;
   char *conninfo;
+  char options[96];     /* "-c TimeZone=..." or "" */
   stmt_t *stmts;
   int nstmts;
   dbc_t *conns;
@@ -248,8 +250,9 @@ static void dbc_fail(dbc_t *c, const char *why) {
 }
 
 static void dbc_connect(dbc_t *c) {
-  static const char *const keys[] = {"dbname", "fallback_application_name", NULL};
-  const char *const values[] = {c->pool->conninfo, "tubeloopd", NULL};
+  /* options first: a conninfo that sets its own options wins over ours. */
+  static const char *const keys[] = {"options", "dbname", "fallback_application_name", NULL};
+  const char *const values[] = {c->pool->options, c->pool->conninfo, "tubeloopd", NULL};
   c->pg = PQconnectStartParams(keys, values, 1);
   if (c->pg == NULL || PQstatus(c->pg) == CONNECTION_BAD) {
     dbc_set_state(c, DBC_CONNECTING);
@@ -543,6 +546,12 @@ int tl_db_pool_new(tl_db_pool_t **out, uv_loop_t *loop, const tl_db_pool_opts_t 
   p->opts = *opts;
   if (p->opts.size < 1) p->opts.size = 1;
   p->conninfo = strdup(opts->conninfo ? opts->conninfo : "");
+  /* Time zone names are letters, digits, '/', '_', '+', '-': nothing that could split the
+   * options string. Anything else is ignored (the server's zone applies). */
+  const char *tz = opts->time_zone;
+  if (tz && tz[0] && strlen(tz) < 64 &&
+      strspn(tz, "ABCDEFGHIJKLMNOPQRSTUVWXYZabcdefghijklmnopqrstuvwxyz0123456789/_+-") == strlen(tz))
+    snprintf(p->options, sizeof p->options, "-c TimeZone=%s", tz);
   p->conns = calloc((size_t)p->opts.size, sizeof *p->conns);
   if (p->conninfo == NULL || p->conns == NULL) {
     free(p->conninfo);

@@ -38,6 +38,7 @@ typedef struct {
   int backoff_min_ms;     /* first reconnect delay */
   int backoff_max_ms;     /* reconnect delay cap */
   int wait_timeout_ms;    /* a queued job fails with TL_ETIMEDOUT after this */
+  const char *time_zone;  /* session TimeZone (copied), or NULL for the server's */
 } tl_db_pool_opts_t;
 
 typedef struct {
