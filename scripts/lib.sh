@@ -16,7 +16,7 @@ TL_PACKAGES=(
   build-essential cmake pkg-config git
   libuv1-dev libpq-dev libcjson-dev libssl-dev node-llhttp libcmocka-dev libcurl4-openssl-dev
   postgresql-15 postgresql-client-15
-  curl openssl ca-certificates procps
+  curl openssl ca-certificates procps python3
 )
 
 tl_say() { printf '==> %s\n' "$*"; }

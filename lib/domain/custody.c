@@ -250,8 +250,8 @@ static tl_refusal_t box_pack(tl_world_t *w, const tl_sender_t *s, const tl_event
     b->packed_at = e->at;
   }
   for (int i = 0; i < e->ntubes; i++) {
-    tl_tube_t *t = tl_world_tube(w, e->tubes[i], 0);
-    if (t->box[0]) continue; /* packed again into the same box: nothing new */
+    tl_tube_t *t = tl_world_tube(w, e->tubes[i], 0); /* found above */
+    if (t == NULL || t->box[0]) continue; /* packed again into the same box: nothing new */
     copy_code(t->box, e->box);
     t->packed_at = e->at;
     t->touched = 1;
