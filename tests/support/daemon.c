@@ -137,10 +137,13 @@ static int reap(pid_t pid, int timeout_ms) {
 static void capture(int fd, pid_t pid, long long deadline, char *out, size_t outlen,
                     int *status) {
   size_t used = 0;
+  int eof = 0;
   *status = -1;
   for (;;) {
     struct pollfd p = {.fd = fd, .events = POLLIN};
-    if (poll(&p, 1, 50) > 0) {
+    if (eof) {
+      tl_test_sleep_ms(20);
+    } else if (poll(&p, 1, 50) > 0) {
       char chunk[4096];
       ssize_t n = read(fd, chunk, sizeof chunk);
       if (n > 0 && out && used + 1 < outlen) {
@@ -149,6 +152,7 @@ static void capture(int fd, pid_t pid, long long deadline, char *out, size_t out
         used += take;
       }
       if (n > 0) continue;
+      if (n == 0 || errno != EINTR) eof = 1;
     }
     int st;
     if (*status < 0 && waitpid(pid, &st, WNOHANG) == pid) {

@@ -634,3 +634,23 @@ class Env:
 
 def results_summary(results):
     return [(r["status"], r.get("code"), sorted(r.get("anomalies", []))) for r in results]
+
+
+# ---------------------------------------------------------------------------------------------
+# "Nothing changed": a fingerprint of every table a request could write.
+
+FP_TABLES = ("tubes", "boxes", "samples", "receipts", "events", "persons", "followups", "anomalies",
+             "rounds", "tokens", "regions", "sites", "labs", "couriers")
+
+
+def fingerprint(db, tables=FP_TABLES):
+    """{table: (rows, md5 of all rows)}: equal fingerprints mean equal contents."""
+    sql = " UNION ALL ".join(
+        "SELECT '%s', count(*), md5(coalesce(string_agg(x::text, '|' ORDER BY x::text), ''))"
+        " FROM %s x" % (t, t) for t in tables)
+    return {r[0]: (int(r[1]), r[2]) for r in db.psql(sql)}
+
+
+def fingerprint_diff(a, b):
+    return ["%s: %s rows -> %s rows%s" % (t, a[t][0], b[t][0], "" if a[t][0] != b[t][0] else " (contents)")
+            for t in a if a[t] != b.get(t)]

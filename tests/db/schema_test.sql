@@ -1,0 +1,138 @@
+-- Database tests of the schema's second line of defence and of the set-based statements
+-- (tl_load, tl_write, tl_refresh), run by schema_test.sh on a fresh, migrated database.
+-- Each block raises an exception (and psql stops with ON_ERROR_STOP) when the database
+-- accepts what it must refuse or derives the wrong thing.
+\set ON_ERROR_STOP 1
+SET client_min_messages = warning;
+
+INSERT INTO regions (code, name, parent) VALUES ('23', 'p', NULL), ('2301', 'c', '23'),
+  ('230126', '巴彦县', '2301'), ('230126101', '兴隆镇', '230126');
+INSERT INTO sites VALUES ('S1', 'site', '230126101');
+INSERT INTO labs VALUES ('L1', 'lab', '230126'), ('L2', 'lab2', '230126');
+INSERT INTO rounds (code, name, region, day, pool_size) VALUES ('R1', 'r', '230126', '2021-10-08', 10);
+
+CREATE FUNCTION must_fail(sql text, state text) RETURNS void LANGUAGE plpgsql AS $$
+BEGIN
+  EXECUTE sql;
+  RAISE EXCEPTION 'accepted but must fail (%): %', state, sql;
+EXCEPTION WHEN OTHERS THEN
+  IF SQLSTATE <> state THEN
+    RAISE EXCEPTION 'failed with % instead of %: % (%)', SQLSTATE, state, sql, SQLERRM;
+  END IF;
+END $$;
+
+-- registry
+SELECT must_fail($$INSERT INTO regions VALUES ('2301261', 'x', '230126')$$, '23514');
+SELECT must_fail($$INSERT INTO regions VALUES ('230127101', 'x', '230126')$$, '23514');
+SELECT must_fail($$INSERT INTO regions VALUES ('230127', 'x', '9999')$$, '23514');
+SELECT must_fail($$INSERT INTO sites VALUES ('S 2', 'x', '230126101')$$, '23514');
+SELECT must_fail($$INSERT INTO sites VALUES ('S2', 'x', '230126')$$, '23514');
+SELECT must_fail($$INSERT INTO sites VALUES ('S2', 'x', '230126999')$$, '23503');
+SELECT must_fail($$INSERT INTO rounds (code, name, region, day, pool_size) VALUES ('R2', 'r', '230126', '2021-10-08', 7)$$, '23514');
+SELECT must_fail($$INSERT INTO tokens (hash, role, scope) VALUES (repeat('a', 64), 'admin', 'S1')$$, '23514');
+SELECT must_fail($$INSERT INTO tokens (hash, role) VALUES (repeat('a', 64), 'collector')$$, '23514');
+SELECT must_fail($$INSERT INTO tokens (hash, role) VALUES ('not a hash', 'admin')$$, '23514');
+
+-- custody facts
+SELECT must_fail($$INSERT INTO tubes (code, region) VALUES ('T1', '230126')$$, '23514');
+SELECT must_fail($$INSERT INTO tubes (code, region, round, site, capacity, opened_at, sampled)
+  VALUES ('T00001', '230126101', 'R1', 'S1', 5, now(), 6)$$, '23514');
+SELECT must_fail($$INSERT INTO tubes (code, region, round, site, capacity, opened_at, sealed_at)
+  VALUES ('T00001', '230126101', 'R1', 'S1', 5, now(), now())$$, '23514');
+SELECT must_fail($$INSERT INTO tubes (code, region, round, capacity) VALUES ('T00001', '230126101', 'R1', 5)$$, '23514');
+SELECT must_fail($$INSERT INTO tubes (code, region, capacity, result) VALUES ('T00001', '230126', NULL, 'positive')$$, '23514');
+SELECT must_fail($$INSERT INTO tubes (code, region, result, result_at) VALUES ('T00001', '230126', 'maybe', now())$$, '23514');
+SELECT must_fail($$INSERT INTO boxes (code, region, sealed_at) VALUES ('B00001', '230126', now())$$, '23514');
+SELECT must_fail($$INSERT INTO persons (hmac, id_type, id_enc, id_masked) VALUES (repeat('a', 64), 'resident_id', 'plaintext 110105', 'x')$$, '23514');
+SELECT must_fail($$INSERT INTO anomalies (subject, subject_kind, type, region, state) VALUES ('T1', 'tube', 'custody_gap', '230126', 'resolved')$$, '23514');
+INSERT INTO anomalies (subject, subject_kind, type, region) VALUES ('T9', 'tube', 'custody_gap', '230126');
+SELECT must_fail($$INSERT INTO anomalies (subject, subject_kind, type, region) VALUES ('T9', 'tube', 'custody_gap', '230126')$$, '23505');
+DELETE FROM anomalies;
+
+-- the set-based ingest: a pooled positive through tl_write, as the daemon sends it
+SELECT count(*) FROM tl_write($j${
+  "events": [{"id": "00000000-0000-4000-8000-000000000001", "type": "tube.open", "at": "2021-10-08T01:00:00Z",
+              "sender_role": "collector", "sender": "S1", "received_at": "2021-10-08T01:00:00Z",
+              "digest": "0000000000000000000000000000000000000000000000000000000000000000",
+              "tube": "T00001", "box": null, "body": {}, "anomalies": []}],
+  "persons": [{"hmac": "1111111111111111111111111111111111111111111111111111111111111111", "id_type": "passport",
+               "id_enc": "1:AAAA", "id_masked": "E1*****78", "updated_at": "2021-10-08T01:00:00Z"},
+              {"hmac": "2222222222222222222222222222222222222222222222222222222222222222", "id_type": "passport",
+               "id_enc": "1:AAAA", "id_masked": "E2*****78", "updated_at": "2021-10-08T01:00:00Z"}],
+  "tubes": [{"code": "T00001", "region": "230126101", "round": "R1", "site": "S1", "capacity": 10,
+             "opened_at": "2021-10-08T01:00:00Z", "sampled": 2, "sealed_at": "2021-10-08T01:05:00Z", "seal_count": 3,
+             "result": "positive", "result_at": "2021-10-08T05:00:00Z", "result_lab": "L1"},
+            {"code": "S00001", "region": "230126101", "round": "R1", "site": "S1", "capacity": 1,
+             "opened_at": "2021-10-08T06:00:00Z", "sampled": 1}],
+  "boxes": [], "receipts": [],
+  "samples": [{"tube": "T00001", "person": "1111111111111111111111111111111111111111111111111111111111111111", "round": "R1", "site": "S1", "at": "2021-10-08T01:01:00Z", "event": "00000000-0000-4000-8000-000000000002"},
+              {"tube": "T00001", "person": "2222222222222222222222222222222222222222222222222222222222222222", "round": "R1", "site": "S1", "at": "2021-10-08T01:02:00Z", "event": "00000000-0000-4000-8000-000000000003"},
+              {"tube": "S00001", "person": "1111111111111111111111111111111111111111111111111111111111111111", "round": "R1", "site": "S1", "at": "2021-10-08T06:01:00Z", "event": "00000000-0000-4000-8000-000000000004"}],
+  "attribution": [{"subject": "T00001", "event": "00000000-0000-4000-8000-000000000001", "etype": "tube.open", "ord": 0}]
+}$j$::jsonb);
+
+DO $$
+BEGIN
+  -- two persons of a pooled positive: two follow-ups; person 1 linked to its later single tube
+  IF (SELECT count(*) FROM followups WHERE tube = 'T00001' AND kind = 'awaiting_recheck' AND state = 'open') <> 2 THEN
+    RAISE EXCEPTION 'expected two open awaiting_recheck follow-ups: %', (SELECT json_agg(f) FROM followups f);
+  END IF;
+  IF (SELECT linked_tube FROM followups WHERE person LIKE '1%') IS DISTINCT FROM 'S00001' THEN
+    RAISE EXCEPTION 'follow-up not linked to the single-tube sample';
+  END IF;
+  -- the seal counted 3, 2 are bound; the result has no receipt
+  IF NOT EXISTS (SELECT 1 FROM anomalies WHERE subject = 'T00001' AND type = 'seal_count_mismatch' AND state = 'open'
+                   AND opened_by = '00000000-0000-4000-8000-000000000001') THEN
+    RAISE EXCEPTION 'seal_count_mismatch missing or not attributed';
+  END IF;
+  IF NOT EXISTS (SELECT 1 FROM anomalies WHERE subject = 'T00001' AND type = 'custody_gap' AND state = 'open') THEN
+    RAISE EXCEPTION 'custody_gap (result without receipt) missing';
+  END IF;
+END $$;
+
+-- the single tube's result closes person 1's follow-up; amending the pooled result to
+-- negative cancels both; the receipt clears the custody gap
+UPDATE tubes SET result = 'negative', result_at = '2021-10-08T08:00:00Z', result_lab = 'L1',
+                 sealed_at = '2021-10-08T06:05:00Z' WHERE code = 'S00001';
+SELECT count(*) FROM tl_refresh(ARRAY['S00001'], ARRAY[]::text[]);
+DO $$
+BEGIN
+  IF (SELECT state || '/' || result FROM followups WHERE person LIKE '1%') <> 'closed/negative' THEN
+    RAISE EXCEPTION 'follow-up not closed by the single tube: %', (SELECT json_agg(f) FROM followups f);
+  END IF;
+END $$;
+UPDATE tubes SET result = 'negative', received_at = '2021-10-08T04:00:00Z', received_lab = 'L1' WHERE code = 'T00001';
+SELECT count(*) FROM tl_refresh(ARRAY['T00001'], ARRAY[]::text[]);
+DO $$
+BEGIN
+  IF (SELECT count(*) FROM followups WHERE state = 'cancelled') <> 2 THEN
+    RAISE EXCEPTION 'amended result did not cancel the follow-ups: %', (SELECT json_agg(f) FROM followups f);
+  END IF;
+  IF (SELECT state FROM anomalies WHERE subject = 'T00001' AND type = 'custody_gap') <> 'auto_resolved' THEN
+    RAISE EXCEPTION 'custody_gap not auto-resolved after the receipt';
+  END IF;
+END $$;
+
+-- the event log is append-only
+DELETE FROM events;
+DO $$ BEGIN
+  IF (SELECT count(*) FROM events) <> 1 THEN RAISE EXCEPTION 'events can be deleted'; END IF;
+END $$;
+
+-- tl_load takes the locks and returns the facts
+DO $$
+DECLARE r jsonb;
+BEGIN
+  r := tl_load(ARRAY[3, 1, 2]::bigint[], ARRAY['00000000-0000-4000-8000-000000000001']::uuid[],
+               ARRAY['T00001'], ARRAY[]::text[], ARRAY[]::text[], ARRAY['L1']);
+  IF jsonb_array_length(r -> 'events') <> 1 OR jsonb_array_length(r -> 'tubes') <> 1
+     OR jsonb_array_length(r -> 'samples') <> 2 OR r -> 'labs' <> '["L1"]'
+     OR (r -> 'rounds' -> 0 ->> 'code') <> 'R1' THEN
+    RAISE EXCEPTION 'tl_load returned %', r;
+  END IF;
+  IF (SELECT count(*) FROM pg_locks WHERE locktype = 'advisory' AND pid = pg_backend_pid()) <> 3 THEN
+    RAISE EXCEPTION 'tl_load did not take the three advisory locks';
+  END IF;
+END $$;
+
+SELECT 'schema tests passed' AS result;
