@@ -4,6 +4,8 @@
 #include "serve.h"
 
 #include "api/api.h"
+#include "api/live.h"
+#include "api/overdue.h"
 #include "base/log.h"
 #include "crypto/keys.h"
 #include "db/pool.h"
@@ -30,6 +32,8 @@ typedef struct {
   tl_metrics_t metrics;
   tl_api_t api;
   tl_keys_t keys;
+  tl_overdue_t overdue;
+  tl_live_t *live;
   int stopping;
 } daemon_t;
 
@@ -44,8 +48,11 @@ static void on_pool_closed(void *arg) {
 static void on_server_drained(void *arg) {
   daemon_t *d = arg;
   tl_log(TL_LOG_INFO, "drained", "");
+  tl_overdue_stop(&d->overdue);
   tl_db_pool_close(d->db, on_pool_closed, d);
 }
+
+static void on_live_stopped(void *arg) { (void)arg; }
 
 static void on_signal(uv_signal_t *h, int signum) {
   daemon_t *d = h->data;
@@ -53,6 +60,9 @@ static void on_signal(uv_signal_t *h, int signum) {
   d->stopping = 1;
   tl_log(TL_LOG_INFO, "stopping", "signal=%d connections=%zu", signum,
          tl_http_server_connections(d->server));
+  /* Live streams never finish by themselves: end them first, then drain the rest. */
+  if (d->live) tl_live_stop(d->live, on_live_stopped, d);
+  d->live = NULL;
   tl_http_server_shutdown(d->server, d->cfg->shutdown_timeout_ms, on_server_drained, d);
 }
 
@@ -89,7 +99,14 @@ int tl_serve(const tl_config_t *cfg) {
   d.api.metrics = &d.metrics;
   d.api.keys = &d.keys;
   d.api.tz = cfg->tz;
-  if (tl_api_routes(&d.router, &d.api) != 0) goto done;
+  d.api.transit_default_min = cfg->transit_default_min;
+  d.overdue.transport_min = cfg->overdue_transport_min;
+  d.overdue.test_min = cfg->overdue_test_min;
+  d.overdue.followup_min = cfg->overdue_followup_min;
+  if (tl_api_routes(&d.router, &d.api) != 0 ||
+      tl_live_start(&d.live, &d.loop, &d.api, cfg->db, cfg->tz) != 0 ||
+      tl_router_add(&d.router, "GET", "/v1/stream", tl_live_handler, d.live) < 0)
+    goto done;
   const char *names[TL_ROUTER_MAX_ROUTES];
   for (int i = 0; i < d.router.nroutes; i++) names[i] = d.router.routes[i].pattern;
   tl_metrics_init(&d.metrics, d.router.nroutes, names);
@@ -113,10 +130,13 @@ int tl_serve(const tl_config_t *cfg) {
   uv_signal_start(&d.sigint, on_signal, SIGINT);
 
   tl_db_pool_start(d.db);
+  if (tl_overdue_start(&d.overdue, &d.loop, d.db, cfg->sweep_interval_ms) != 0) goto done;
   int rc = tl_http_server_listen(d.server, cfg->listen_host, cfg->listen_port);
   if (rc != 0) {
     tl_log(TL_LOG_ERROR, "listen_failed", "listen=%s error=%s", cfg->listen, tl_strerror(rc));
     d.stopping = 1;
+    tl_live_stop(d.live, on_live_stopped, &d);
+    d.live = NULL;
     tl_http_server_shutdown(d.server, 0, on_server_drained, &d);
   } else {
     status = 0;

@@ -61,7 +61,7 @@ CREATE TABLE tubes (
 );
 CREATE INDEX tubes_box ON tubes (box) WHERE box IS NOT NULL;
 CREATE INDEX tubes_region ON tubes (region);
-CREATE INDEX tubes_round ON tubes (round);
+CREATE INDEX tubes_round_site ON tubes (round, site);
 
 CREATE TABLE boxes (
   code           text PRIMARY KEY CHECK (code ~ '^[A-Za-z0-9-]{6,32}$'),
@@ -96,6 +96,7 @@ CREATE TABLE samples (
   PRIMARY KEY (tube, person)
 );
 CREATE INDEX samples_person ON samples (person, at);
+CREATE INDEX samples_round_site ON samples (round, site);
 
 -- Tubes scanned out of a box at the lab (the union of every box.receive of that box).
 CREATE TABLE receipts (
@@ -137,6 +138,7 @@ CREATE TABLE followups (
   person        text NOT NULL REFERENCES persons (hmac),
   round         text NOT NULL,
   region        text NOT NULL,
+  site          text,                         -- where the calling sample was taken
   kind          text NOT NULL CHECK (kind IN ('awaiting_recheck', 'resample')),
   opened_at     timestamptz NOT NULL,
   state         text NOT NULL CHECK (state IN ('open', 'closed', 'cancelled')),
@@ -159,6 +161,7 @@ CREATE TABLE anomalies (
                   'overdue_transport', 'overdue_test', 'overdue_followup')),
   region        text NOT NULL,
   round         text,
+  site          text,                         -- the sampling point it counts against, if any
   state         text NOT NULL DEFAULT 'open'
                   CHECK (state IN ('open', 'acknowledged', 'resolved', 'auto_resolved')),
   detail        jsonb NOT NULL DEFAULT '{}',

@@ -56,7 +56,7 @@ BEGIN
   -- person's earliest single-tube sample taken after the calling sample (by event time) and
   -- closes with that tube's result. A result amended away cancels its follow-ups.
   WITH want AS (
-    SELECT s.tube, s.person, s.at, t.round, t.region,
+    SELECT s.tube, s.person, s.at, t.round, t.region, s.site,
            CASE WHEN t.result = 'positive' AND t.capacity > 1 THEN 'awaiting_recheck'
                 WHEN t.result = 'invalid' THEN 'resample'
                 WHEN t.result IS NULL AND t.rejected_at IS NOT NULL THEN 'resample' END AS kind,
@@ -76,9 +76,9 @@ BEGIN
     LEFT JOIN tubes lt ON lt.code = l.tube
     WHERE w.kind IS NOT NULL
   )
-  INSERT INTO followups AS f (tube, person, round, region, kind, opened_at, state, linked_tube,
-                              linked_at, result, closed_at)
-  SELECT tube, person, round, region, kind, opened_at,
+  INSERT INTO followups AS f (tube, person, round, region, site, kind, opened_at, state,
+                              linked_tube, linked_at, result, closed_at)
+  SELECT tube, person, round, region, site, kind, opened_at,
          CASE WHEN outcome IS NULL THEN 'open' ELSE 'closed' END, ltube, lat, outcome, ldone
   FROM linked
   ON CONFLICT (tube, person) DO UPDATE SET
@@ -97,49 +97,49 @@ BEGIN
              OR (t.result IS NULL AND t.rejected_at IS NOT NULL)));
 
   RETURN QUERY
-  WITH want (subject_kind, subject, type, region, round, detail) AS (
-    SELECT 'tube', t.code, 'seal_count_mismatch', t.region, t.round,
+  WITH want (subject_kind, subject, type, region, round, site, detail) AS (
+    SELECT 'tube', t.code, 'seal_count_mismatch', t.region, t.round, t.site,
            jsonb_build_object('counted', t.seal_count, 'bound', t.sampled)
     FROM tubes t WHERE t.code = ANY (v_tubes) AND t.sealed_at IS NOT NULL
       AND t.seal_count IS NOT NULL AND t.seal_count <> t.sampled
     UNION ALL
-    SELECT 'tube', t.code, 'custody_gap', t.region, t.round, jsonb_build_object('missing', 'receipt')
+    SELECT 'tube', t.code, 'custody_gap', t.region, t.round, t.site, jsonb_build_object('missing', 'receipt')
     FROM tubes t WHERE t.code = ANY (v_tubes)
       AND (t.result IS NOT NULL OR t.rejected_at IS NOT NULL) AND t.received_at IS NULL
     UNION ALL
-    SELECT 'tube', t.code, 'orphan_result', t.region, t.round, '{}'::jsonb
+    SELECT 'tube', t.code, 'orphan_result', t.region, t.round, t.site, '{}'::jsonb
     FROM tubes t WHERE t.code = ANY (v_tubes) AND t.result IS NOT NULL AND t.opened_at IS NULL
     UNION ALL
-    SELECT 'tube', t.code, 'tube_missing', t.region, t.round, jsonb_build_object('box', t.box)
+    SELECT 'tube', t.code, 'tube_missing', t.region, t.round, t.site, jsonb_build_object('box', t.box)
     FROM tubes t JOIN boxes b ON b.code = t.box
     WHERE t.code = ANY (v_tubes) AND b.received_at IS NOT NULL AND t.received_at IS NULL
     UNION ALL
-    SELECT DISTINCT ON (t.code) 'tube', t.code, 'tube_unexpected', t.region, t.round,
+    SELECT DISTINCT ON (t.code) 'tube', t.code, 'tube_unexpected', t.region, t.round, t.site,
            jsonb_build_object('box', r.box)
     FROM receipts r JOIN boxes b ON b.code = r.box JOIN tubes t ON t.code = r.tube
     WHERE r.tube = ANY (v_tubes) AND b.sealed_at IS NOT NULL AND t.box IS DISTINCT FROM r.box
     UNION ALL
-    SELECT 'box', b.code, 'seal_count_mismatch', b.region, NULL,
+    SELECT 'box', b.code, 'seal_count_mismatch', b.region, tl_box_round(b.code), b.site,
            jsonb_build_object('counted', b.seal_count, 'packed', n.packed)
     FROM boxes b CROSS JOIN LATERAL (SELECT count(*) AS packed FROM tubes x WHERE x.box = b.code) n
     WHERE b.code = ANY (v_boxes) AND b.sealed_at IS NOT NULL AND b.seal_count IS NOT NULL
       AND b.seal_count <> n.packed
     UNION ALL
-    SELECT 'box', b.code, 'custody_gap', b.region, NULL,
+    SELECT 'box', b.code, 'custody_gap', b.region, tl_box_round(b.code), b.site,
            jsonb_build_object('missing', CASE WHEN b.sealed_at IS NULL THEN 'box.seal' ELSE 'box.pickup' END)
     FROM boxes b WHERE b.code = ANY (v_boxes)
       AND ((b.sealed_at IS NULL AND (b.picked_up_at IS NOT NULL OR b.delivered_at IS NOT NULL
                                      OR b.received_at IS NOT NULL))
            OR (b.picked_up_at IS NULL AND (b.delivered_at IS NOT NULL OR b.received_at IS NOT NULL)))
     UNION ALL
-    SELECT 'box', b.code, 'wrong_lab', b.region, NULL,
+    SELECT 'box', b.code, 'wrong_lab', b.region, tl_box_round(b.code), b.site,
            jsonb_build_object('destination', b.dest_lab, 'lab', coalesce(
              CASE WHEN b.received_lab <> b.dest_lab THEN b.received_lab END, b.delivered_lab))
     FROM boxes b WHERE b.code = ANY (v_boxes) AND b.dest_lab IS NOT NULL
       AND (b.delivered_lab <> b.dest_lab OR b.received_lab <> b.dest_lab)
     UNION ALL
     SELECT 'person', s.round || '/' || s.person, 'person_repeat',
-           (array_agg(t.region ORDER BY s.at DESC))[1], s.round,
+           (array_agg(t.region ORDER BY s.at DESC))[1], s.round, (array_agg(s.site ORDER BY s.at DESC))[1],
            jsonb_build_object('samples', count(*))
     FROM samples s JOIN tubes t ON t.code = s.tube
     WHERE s.person = ANY (v_persons)
@@ -159,14 +159,29 @@ BEGIN
     FROM scope s WHERE a.subject = s.subject AND a.id = s.id
     RETURNING a.id
   ), opened AS (
-    INSERT INTO anomalies (subject, subject_kind, type, region, round, detail)
-    SELECT w.subject, w.subject_kind, w.type, w.region, w.round, w.detail FROM want w
+    INSERT INTO anomalies (subject, subject_kind, type, region, round, site, detail)
+    SELECT w.subject, w.subject_kind, w.type, w.region, w.round, w.site, w.detail FROM want w
     WHERE NOT EXISTS (SELECT 1 FROM anomalies a WHERE a.subject = w.subject AND a.type = w.type
                         AND a.state IN ('open', 'acknowledged', 'resolved'))
     RETURNING anomalies.subject, anomalies.type
   )
   SELECT o.subject, o.type FROM opened o;
+
+  -- Overdue anomalies end as soon as their object moves on (the sweep opens them).
+  PERFORM tl_overdue_clear(v_tubes, v_boxes, v_persons);
+  -- Person statuses and the dashboards' roll-ups of every (round, site) touched
+  -- (sql/006_stats.sql).
+  PERFORM tl_person_rounds_refresh(v_persons);
+  PERFORM tl_rollup(ARRAY(SELECT DISTINCT jsonb_build_array(t.round, t.site)::text
+                          FROM tubes t WHERE t.code = ANY (v_tubes) AND t.site IS NOT NULL
+                          UNION SELECT jsonb_build_array(s.round, s.site)::text
+                          FROM samples s WHERE s.person = ANY (v_persons)));
 END $$;
+
+-- The round of a box: that of its tubes (a box carries one site's tubes of one round).
+CREATE FUNCTION tl_box_round(p_box text) RETURNS text LANGUAGE sql STABLE AS $$
+  SELECT min(t.round) FROM tubes t WHERE t.box = p_box
+$$;
 
 -- Writes the facts of a batch decided by the rules (jsonb arrays of rows with the tables'
 -- column names), re-derives, records each event's anomalies and returns them.

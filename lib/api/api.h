@@ -17,6 +17,8 @@ typedef struct {
   tl_db_pool_t *db;           /* borrowed */
   const tl_keys_t *keys;      /* borrowed: PII encryption and lookup keys */
   const char *tz;             /* deployment time zone for day boundaries */
+  int transit_default_min;    /* arrival estimate when a route has no history */
+  struct tl_live_s *live;     /* the live stats hub (SSE), or NULL */
   tl_metrics_t *metrics;      /* borrowed */
   tl_http_server_t *server;   /* borrowed; set once the server exists (connection gauge) */
 } tl_api_t;

@@ -25,5 +25,8 @@ void tl__api_anomalies(tl_http_exchange_t *x, void *ctx);
 void tl__api_anomaly_ack(tl_http_exchange_t *x, void *ctx);
 void tl__api_anomaly_resolve(tl_http_exchange_t *x, void *ctx);
 void tl__api_followups(tl_http_exchange_t *x, void *ctx);
+void tl__api_stats(tl_http_exchange_t *x, void *ctx);
+void tl__api_ledger(tl_http_exchange_t *x, void *ctx);
+void tl__api_arrivals(tl_http_exchange_t *x, void *ctx);
 
 #endif

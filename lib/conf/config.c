@@ -49,6 +49,16 @@ static const opt_t options[] = {
      "seconds in-flight work gets at SIGTERM"},
     {"--max-connections", "TUBELOOP_MAX_CONNECTIONS", OPT_INT, F(max_connections), 1, 1000000,
      "client connections at once"},
+    {"--overdue-transport", "TUBELOOP_OVERDUE_TRANSPORT", OPT_INT, F(overdue_transport_min), 1,
+     100000, "minutes from seal to receipt before overdue_transport"},
+    {"--overdue-test", "TUBELOOP_OVERDUE_TEST", OPT_INT, F(overdue_test_min), 1, 100000,
+     "minutes from receipt to result before overdue_test"},
+    {"--overdue-followup", "TUBELOOP_OVERDUE_FOLLOWUP", OPT_INT, F(overdue_followup_min), 1,
+     100000, "minutes a follow-up may stay open before overdue_followup"},
+    {"--sweep-interval", "TUBELOOP_SWEEP_INTERVAL", OPT_MS, F(sweep_interval_ms), 1, 3600,
+     "seconds between overdue sweeps"},
+    {"--transit-default", "TUBELOOP_TRANSIT_DEFAULT", OPT_INT, F(transit_default_min), 1, 10000,
+     "minutes of transit assumed for a route without history"},
 };
 #undef F
 
@@ -64,6 +74,11 @@ void tl_config_defaults(tl_config_t *c) {
   c->idle_timeout_ms = 60000;
   c->shutdown_timeout_ms = 10000;
   c->max_connections = 20000;
+  c->overdue_transport_min = 240;
+  c->overdue_test_min = 360;
+  c->overdue_followup_min = 720;
+  c->sweep_interval_ms = 60000;
+  c->transit_default_min = 60;
 }
 
 static int set_value(tl_config_t *c, const opt_t *o, const char *value, const char *from,

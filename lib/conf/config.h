@@ -31,6 +31,11 @@ typedef struct {
   int idle_timeout_ms;     /* keep-alive connection with no request is closed after this */
   int shutdown_timeout_ms; /* SIGTERM: in-flight work gets this long */
   int max_connections;     /* connections accepted at once; more are closed at accept */
+  int overdue_transport_min; /* sealed → received limit */
+  int overdue_test_min;      /* received → resulted limit */
+  int overdue_followup_min;  /* follow-up limit */
+  int sweep_interval_ms;     /* how often the overdue sweep runs */
+  int transit_default_min;   /* arrival estimate without route history */
 } tl_config_t;
 
 /* Which flags a subcommand needs (bit set). */

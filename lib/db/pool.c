@@ -74,6 +74,9 @@ struct tl_db_pool_s {
   int closing;
   int handles_open;
   unsigned long long reconnects;
+  char *connect_sql;    /* run after the prepares on every connect, or NULL */
+  tl_db_notify_cb notify;
+  void *notify_arg;
   void (*done)(void *);
   void *done_arg;
 };
@@ -252,7 +255,8 @@ static void dbc_fail(dbc_t *c, const char *why) {
 static void dbc_connect(dbc_t *c) {
   /* options first: a conninfo that sets its own options wins over ours. */
   static const char *const keys[] = {"options", "dbname", "fallback_application_name", NULL};
-  const char *const values[] = {c->pool->options, c->pool->conninfo, "tubeloopd", NULL};
+  const char *const values[] = {c->pool->options, c->pool->conninfo,
+                                c->pool->opts.app_name ? c->pool->opts.app_name : "tubeloopd", NULL};
   c->pg = PQconnectStartParams(keys, values, 1);
   if (c->pg == NULL || PQstatus(c->pg) == CONNECTION_BAD) {
     dbc_set_state(c, DBC_CONNECTING);
@@ -278,6 +282,14 @@ static void dbc_send_flush(dbc_t *c) {
 
 static void dbc_prepare_next(dbc_t *c) {
   tl_db_pool_t *p = c->pool;
+  if (c->prep_next == p->nstmts && p->connect_sql) {
+    if (!PQsendQuery(c->pg, p->connect_sql)) {
+      dbc_fail(c, "connect statement send failed");
+      return;
+    }
+    dbc_send_flush(c);
+    return;
+  }
   if (c->prep_next >= p->nstmts) {
     if (c->ever_connected) p->reconnects++;
     c->ever_connected = 1;
@@ -287,6 +299,7 @@ static void dbc_prepare_next(dbc_t *c) {
       dbc_fail(c, "watch failed");
       return;
     }
+    if (p->notify) p->notify(p->notify_arg, NULL, NULL);
     pool_pump(p);
     return;
   }
@@ -326,7 +339,8 @@ static void dbc_command_done(dbc_t *c) {
   if (c->state == DBC_PREPARING) {
     if (res && PQresultStatus(res) != PGRES_COMMAND_OK)
       tl_log(TL_LOG_ERROR, "db_prepare_failed", "statement=%s sqlstate=%s",
-             p->stmts[c->prep_next].name, PQresultErrorField(res, PG_DIAG_SQLSTATE));
+             c->prep_next < p->nstmts ? p->stmts[c->prep_next].name : "(on connect)",
+             PQresultErrorField(res, PG_DIAG_SQLSTATE));
     if (res) PQclear(res);
     c->prep_next++;
     dbc_prepare_next(c);
@@ -353,7 +367,10 @@ static void dbc_read(dbc_t *c) {
     dbc_fail(c, "read failed");
     return;
   }
-  for (PGnotify *n; (n = PQnotifies(c->pg)) != NULL;) PQfreemem(n);
+  for (PGnotify *n; (n = PQnotifies(c->pg)) != NULL;) {
+    if (c->pool->notify) c->pool->notify(c->pool->notify_arg, n->relname, n->extra);
+    PQfreemem(n);
+  }
   if (c->state == DBC_IDLE) {
     if (PQstatus(c->pg) == CONNECTION_BAD) dbc_fail(c, "connection closed by the server");
     return;
@@ -578,6 +595,17 @@ int tl_db_pool_prepare(tl_db_pool_t *p, const char *name, const char *sql) {
   return 0;
 }
 
+int tl_db_pool_on_connect(tl_db_pool_t *p, const char *sql) {
+  free(p->connect_sql);
+  p->connect_sql = strdup(sql);
+  return p->connect_sql ? 0 : TL_ENOMEM;
+}
+
+void tl_db_pool_on_notify(tl_db_pool_t *p, tl_db_notify_cb cb, void *arg) {
+  p->notify = cb;
+  p->notify_arg = arg;
+}
+
 void tl_db_pool_start(tl_db_pool_t *p) {
   uv_timer_init(p->loop, &p->sweep);
   p->sweep.data = p;
@@ -644,6 +672,7 @@ void tl_db_pool_free(tl_db_pool_t *p) {
     free(p->stmts[i].sql);
   }
   free(p->stmts);
+  free(p->connect_sql);
   free(p->conns);
   free(p->conninfo);
   free(p);

@@ -39,6 +39,7 @@ typedef struct {
   int backoff_max_ms;     /* reconnect delay cap */
   int wait_timeout_ms;    /* a queued job fails with TL_ETIMEDOUT after this */
   const char *time_zone;  /* session TimeZone (copied), or NULL for the server's */
+  const char *app_name;   /* fallback_application_name (static string), default "tubeloopd" */
 } tl_db_pool_opts_t;
 
 typedef struct {
@@ -53,6 +54,13 @@ void tl_db_pool_opts_defaults(tl_db_pool_opts_t *o);
 TL_WUR int tl_db_pool_new(tl_db_pool_t **out, uv_loop_t *loop, const tl_db_pool_opts_t *opts);
 /* Registers a statement prepared on every connection. Call before tl_db_pool_start. */
 TL_WUR int tl_db_pool_prepare(tl_db_pool_t *p, const char *name, const char *sql);
+/* SQL run on every connection right after the statements are prepared, e.g. "LISTEN x"
+ * (copied). Call before tl_db_pool_start. */
+TL_WUR int tl_db_pool_on_connect(tl_db_pool_t *p, const char *sql);
+/* cb(arg, channel, payload) for every NOTIFY a connection receives; cb(arg, NULL, NULL) each
+ * time a connection is (re)established, since notifications sent meanwhile were missed. */
+typedef void (*tl_db_notify_cb)(void *arg, const char *channel, const char *payload);
+void tl_db_pool_on_notify(tl_db_pool_t *p, tl_db_notify_cb cb, void *arg);
 void tl_db_pool_start(tl_db_pool_t *p);
 /* Stops: queued and running jobs get TL_ECLOSED, connections close; done(arg) when every
  * handle is closed. Then tl_db_pool_free. */

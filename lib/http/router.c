@@ -63,6 +63,7 @@ int tl_router_match(const tl_router_t *r, const char *method, const char *path, 
     }
     m->status = 405;
     m->allow = r->routes[i].method;
+    m->route = i; /* for logs and metrics: which resource refused the method */
   }
   return m->status;
 }

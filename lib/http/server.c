@@ -31,6 +31,7 @@ struct tl_http_exchange_s {
   conn_t *conn;          /* NULL once the connection is gone */
   int refs;              /* the connection's reference plus the handler's holds */
   int replied;
+  int streaming;         /* tl_http_stream_start() was called */
   int route;             /* route index, -1 when none matched */
   const char *route_name;
   const char *method;
@@ -257,6 +258,48 @@ void tl_http_reply(tl_http_exchange_t *x, int status, const char *content_type,
   conn_process(c);
 }
 
+int tl_http_stream_start(tl_http_exchange_t *x, const char *content_type,
+                         const char *extra_headers) {
+  conn_t *c = x->conn;
+  if (x->replied || c == NULL) return TL_ECLOSED;
+  x->replied = 1;
+  x->streaming = 1;
+  c->close_after = 1;
+  tl_buf_t out;
+  tl_buf_init(&out);
+  int rc = tl_buf_appendf(&out,
+                          "HTTP/1.1 200 OK\r\nContent-Type: %s\r\nCache-Control: no-store\r\n"
+                          "X-Content-Type-Options: nosniff\r\n%sConnection: close\r\n\r\n",
+                          content_type, extra_headers ? extra_headers : "");
+  if (rc == 0) rc = tl_stream_write(&c->stream, out.data, out.len);
+  tl_buf_dispose(&out);
+  return rc;
+}
+
+int tl_http_stream_write(tl_http_exchange_t *x, const char *data, size_t len) {
+  conn_t *c = x->conn;
+  if (c == NULL || !x->streaming || c->state != CONN_HANDLING) return TL_ECLOSED;
+  /* A client that does not read its stream is dropped rather than buffered without bound. */
+  if (c->stream.write_queued > WRITE_HIGH_WATER) return TL_EBUSY;
+  return tl_stream_write(&c->stream, data, len);
+}
+
+void tl_http_stream_end(tl_http_exchange_t *x) {
+  if (!x->streaming) return;
+  x->streaming = 0;
+  double secs = (double)(uv_hrtime() - x->started) / 1e9;
+  conn_t *c = x->conn;
+  if (c && c->server->opts.metrics) tl_metrics_observe(c->server->opts.metrics, x->route, 200, secs);
+  tl_log(TL_LOG_INFO, "access", "conn=%llu method=%s route=%s status=200 dur_ms=%.3f stream=1%s",
+         (unsigned long long)x->conn_id, x->method, x->route_name, secs * 1000.0,
+         c ? "" : " client_gone=1");
+  if (c == NULL) return;
+  c->x = NULL;
+  x->conn = NULL;
+  tl_http_exchange_release(x);
+  conn_end(c);
+}
+
 void tl_http_reply_error(tl_http_exchange_t *x, int status, const char *code,
                          const char *message) {
   tl_buf_t b;
@@ -329,6 +372,8 @@ static void conn_dispatch(conn_t *c) {
     return;
   }
   if (x->match.status == 405) {
+    x->route = x->match.route;
+    x->route_name = r->routes[x->match.route].pattern;
     char allow[64];
     snprintf(allow, sizeof allow, "Allow: %s\r\n", x->match.allow);
     static const char body[] = "{\"error\":{\"code\":\"method_not_allowed\",\"message\":"
@@ -448,6 +493,10 @@ static void on_stream_read(tl_stream_t *st, const char *data, size_t len) {
 
 static void on_stream_error(tl_stream_t *st, int code) {
   conn_t *c = st->data;
+  if (code == UV_EOF && c->x && c->x->streaming) {
+    conn_close(c); /* a stream's client hung up: nobody reads what follows */
+    return;
+  }
   if (code == UV_EOF && c->state != CONN_CLOSING) {
     /* Half-close: answer what is complete, then end. */
     if (c->state == CONN_HANDLING || c->in.len > 0) {
@@ -475,6 +524,13 @@ static void on_conn_timer(uv_timer_t *t) {
   switch (c->state) {
   case CONN_FIRST:
   case CONN_IDLE:
+    if (c->in.len > 0 || c->stream.write_queued > 0) {
+      /* Answers wait for a client that stopped reading: give up on it, visibly. */
+      tl_log(TL_LOG_WARN, "conn_stalled", "conn=%llu queued=%zu pipelined=%zu",
+             (unsigned long long)c->id, c->stream.write_queued, c->in.len);
+      conn_close(c);
+      return;
+    }
     /* Nothing was asked: close without an answer. */
     if (c->parser.state == TL_HTTP_PARSE_IDLE) {
       conn_end(c);

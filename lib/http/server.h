@@ -74,6 +74,16 @@ void tl_http_reply(tl_http_exchange_t *x, int status, const char *content_type,
 void tl_http_reply_error(tl_http_exchange_t *x, int status, const char *code,
                          const char *message);
 
+/* Streamed answers (Server-Sent Events): the head goes out without Content-Length and the
+ * connection closes when the stream ends. While streaming, the exchange counts as answered
+ * (no tl_http_reply); the client hanging up makes tl_http_exchange_alive() false and writes
+ * return TL_ECLOSED. tl_http_stream_end() logs and counts the request and ends the connection;
+ * call it exactly once (also for a dead exchange), then release any hold. */
+TL_WUR int tl_http_stream_start(tl_http_exchange_t *x, const char *content_type,
+                                const char *extra_headers);
+TL_WUR int tl_http_stream_write(tl_http_exchange_t *x, const char *data, size_t len);
+void tl_http_stream_end(tl_http_exchange_t *x);
+
 /* Appends s as a JSON string literal (quotes included). */
 TL_WUR int tl_http_json_string(tl_buf_t *out, const char *s);
 const char *tl_http_status_text(int status);

@@ -1,8 +1,8 @@
 /* Database faults under a running daemon: what an operator watching /readyz and /metrics
  * would see when PostgreSQL goes away and comes back.
  *
- * The test owns a private cluster (pg.sh init/start in $TUBELOOP_TEST_TMP on a free port),
- * so stopping it disturbs no other test. One daemon runs through the whole sequence, which
+ * The test owns a private cluster (pg.sh init/start next to $TUBELOOP_TEST_PG_DIR, on a free
+ * port), so stopping it disturbs no other test. One daemon runs through the whole sequence, which
  * is the point: the database stops (immediate: no goodbye to the clients) → /readyz turns
  * 503 db_unavailable within seconds while /healthz stays 200; it starts again → /readyz is
  * 200 again without restarting the daemon; its backends are killed with
@@ -54,7 +54,10 @@ static int setup(void **state) {
   (void)state;
   char port[16];
   snprintf(port, sizeof port, "%d", tl_test_free_port());
-  snprintf(g.dir, sizeof g.dir, "%.900s/db-faults-pg-%d", tl_test_tmp(), (int)getpid());
+  /* A sibling of the shared cluster's folder: its parents are known to be traversable by
+   * the unprivileged PostgreSQL user, which a build tree's may not be. */
+  snprintf(g.dir, sizeof g.dir, "%.900s-faults-%d", tl_test_env("TUBELOOP_TEST_PG_DIR"),
+           (int)getpid());
   if (pg("init", port, NULL, 0) != 0 || pg("start", NULL, NULL, 0) != 0) return -1;
   if (pg("conninfo", NULL, g.conninfo, sizeof g.conninfo) != 0) return -1;
   g.conninfo[strcspn(g.conninfo, "\n")] = '\0';
