@@ -14,6 +14,9 @@
 #ifndef TL_SQL_DIR
 #define TL_SQL_DIR "/usr/local/share/tubeloop/sql"
 #endif
+#ifndef TL_WEB_DIR
+#define TL_WEB_DIR "/usr/local/share/tubeloop/web"
+#endif
 
 extern char **environ;
 
@@ -31,6 +34,13 @@ static const char *sql_dir(const tl_config_t *c) {
   struct stat st;
   if (stat(TL_SQL_DIR, &st) == 0) return TL_SQL_DIR;
   return "/usr/local/share/tubeloop/sql";
+}
+
+static const char *web_dir(const tl_config_t *c) {
+  if (c->web_dir) return c->web_dir;
+  struct stat st;
+  if (stat(TL_WEB_DIR, &st) == 0) return TL_WEB_DIR;
+  return "/usr/local/share/tubeloop/web";
 }
 
 static int parse(tl_config_t *c, int need, int argc, char **argv) {
@@ -68,6 +78,7 @@ int main(int argc, char **argv) {
     if (parse(&c, TL_CONFIG_NEED_DB | TL_CONFIG_NEED_LISTEN | TL_CONFIG_NEED_TLS |
                       TL_CONFIG_NEED_KEYS, argc, argv) != 0)
       return 2;
+    c.web_dir = web_dir(&c);
     return tl_serve(&c);
   }
   if (strcmp(cmd, "migrate") == 0) {

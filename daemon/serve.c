@@ -6,6 +6,7 @@
 #include "api/api.h"
 #include "api/live.h"
 #include "api/overdue.h"
+#include "api/web.h"
 #include "base/log.h"
 #include "crypto/keys.h"
 #include "db/pool.h"
@@ -34,6 +35,7 @@ typedef struct {
   tl_keys_t keys;
   tl_overdue_t overdue;
   tl_live_t *live;
+  tl_web_t *web;
   int stopping;
 } daemon_t;
 
@@ -105,7 +107,8 @@ int tl_serve(const tl_config_t *cfg) {
   d.overdue.followup_min = cfg->overdue_followup_min;
   if (tl_api_routes(&d.router, &d.api) != 0 ||
       tl_live_start(&d.live, &d.loop, &d.api, cfg->db, cfg->tz) != 0 ||
-      tl_router_add(&d.router, "GET", "/v1/stream", tl_live_handler, d.live) < 0)
+      tl_router_add(&d.router, "GET", "/v1/stream", tl_live_handler, d.live) < 0 ||
+      tl_web_load(&d.web, cfg->web_dir) != 0 || tl_web_routes(d.web, &d.router) != 0)
     goto done;
   const char *names[TL_ROUTER_MAX_ROUTES];
   for (int i = 0; i < d.router.nroutes; i++) names[i] = d.router.routes[i].pattern;
@@ -155,6 +158,7 @@ done:
   tl_http_server_free(d.server);
   tl_db_pool_free(d.db);
   tl_tls_ctx_free(d.tls);
+  tl_web_free(d.web);
   tl_keys_dispose(&d.keys);
   return status;
 }

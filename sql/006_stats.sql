@@ -38,6 +38,7 @@ CREATE TABLE stats (
   anomalies_open    int NOT NULL DEFAULT 0,
   followups_open    int NOT NULL DEFAULT 0,
   tat               jsonb NOT NULL DEFAULT '{}',
+  hourly            jsonb NOT NULL DEFAULT '{}', -- hour of day (deployment zone) → samples
   updated_at        timestamptz NOT NULL DEFAULT now(),
   PRIMARY KEY (round, code)
 );
@@ -137,6 +138,12 @@ BEGIN
         AND t.first_sample_at IS NOT NULL AND t.result_at >= t.first_sample_at
       GROUP BY 1) x ON true
     GROUP BY p.round, p.site
+  ), hourly AS (
+    SELECT p.round, p.site, coalesce(jsonb_object_agg(hr, n) FILTER (WHERE hr IS NOT NULL), '{}') AS h
+    FROM pairs p LEFT JOIN LATERAL (
+      SELECT extract(hour FROM s.at)::int::text AS hr, count(*) AS n FROM samples s
+      WHERE s.round = p.round AND s.site = p.site GROUP BY 1) x ON true
+    GROUP BY p.round, p.site
   ), persons AS (
     SELECT p.round, p.site, count(DISTINCT s.person) AS sampled,
            count(DISTINCT s.person) FILTER (WHERE r.status IN ('negative', 'positive')) AS returned
@@ -157,13 +164,13 @@ BEGIN
   INSERT INTO stats AS o (round, code, level, parent, persons_sampled, persons_returned,
     tubes_open, tubes_sealed, tubes_in_transit, tubes_received, tubes_resulted, tubes_rejected,
     results_negative, results_positive, results_invalid, overdue, anomalies_open, followups_open,
-    tat, updated_at)
+    tat, hourly, updated_at)
   SELECT c.round, c.site, 'site', st.township, pe.sampled, pe.returned,
     c.t_open, c.t_sealed, c.t_transit, c.t_received, c.t_resulted, c.t_rejected,
-    c.r_neg, c.r_pos, c.r_inv, a.overdue, a.open, f.open, h.h, now()
+    c.r_neg, c.r_pos, c.r_inv, a.overdue, a.open, f.open, h.h, hr.h, now()
   FROM tube_counts c
   JOIN sites st ON st.code = c.site
-  JOIN tat h USING (round, site) JOIN persons pe USING (round, site)
+  JOIN tat h USING (round, site) JOIN hourly hr USING (round, site) JOIN persons pe USING (round, site)
   JOIN anomaly_counts a USING (round, site) JOIN followup_counts f USING (round, site)
   ON CONFLICT (round, code) DO UPDATE SET
     persons_sampled = EXCLUDED.persons_sampled, persons_returned = EXCLUDED.persons_returned,
@@ -173,7 +180,7 @@ BEGIN
     results_negative = EXCLUDED.results_negative, results_positive = EXCLUDED.results_positive,
     results_invalid = EXCLUDED.results_invalid, overdue = EXCLUDED.overdue,
     anomalies_open = EXCLUDED.anomalies_open, followups_open = EXCLUDED.followups_open,
-    tat = EXCLUDED.tat, updated_at = now();
+    tat = EXCLUDED.tat, hourly = EXCLUDED.hourly, updated_at = now();
 
   -- Ancestors, level by level upwards: township (9) → county (6) → city (4) → province (2).
   FOREACH v_level IN ARRAY ARRAY[9, 6, 4, 2] LOOP
@@ -185,7 +192,7 @@ BEGIN
     INSERT INTO stats AS o (round, code, level, parent, persons_sampled, persons_returned,
       tubes_open, tubes_sealed, tubes_in_transit, tubes_received, tubes_resulted, tubes_rejected,
       results_negative, results_positive, results_invalid, overdue, anomalies_open, followups_open,
-      tat, updated_at)
+      tat, hourly, updated_at)
     SELECT g.round, g.code, r.level, r.parent,
       coalesce(sum(c.persons_sampled), 0), coalesce(sum(c.persons_returned), 0),
       coalesce(sum(c.tubes_open), 0), coalesce(sum(c.tubes_sealed), 0),
@@ -194,7 +201,7 @@ BEGIN
       coalesce(sum(c.results_negative), 0), coalesce(sum(c.results_positive), 0),
       coalesce(sum(c.results_invalid), 0), coalesce(sum(c.overdue), 0),
       coalesce(sum(c.anomalies_open), 0), coalesce(sum(c.followups_open), 0),
-      coalesce(tl_hist_sum(c.tat), '{}'), now()
+      coalesce(tl_hist_sum(c.tat), '{}'), coalesce(tl_hist_sum(c.hourly), '{}'), now()
     FROM targets g JOIN regions r ON r.code = g.code
     LEFT JOIN stats c ON c.round = g.round AND c.parent = g.code
     GROUP BY g.round, g.code, r.level, r.parent
@@ -206,7 +213,7 @@ BEGIN
       results_negative = EXCLUDED.results_negative, results_positive = EXCLUDED.results_positive,
       results_invalid = EXCLUDED.results_invalid, overdue = EXCLUDED.overdue,
       anomalies_open = EXCLUDED.anomalies_open, followups_open = EXCLUDED.followups_open,
-      tat = EXCLUDED.tat, updated_at = now();
+      tat = EXCLUDED.tat, hourly = EXCLUDED.hourly, updated_at = now();
   END LOOP;
 
   -- Tell the daemons (LISTEN tl_stats) which regions changed; delivered at commit.
@@ -246,7 +253,7 @@ CREATE FUNCTION tl_stats_json(p_code text, p_rounds text[]) RETURNS jsonb LANGUA
           sum(tubes_received)::int, sum(tubes_resulted)::int, sum(tubes_rejected)::int,
           sum(results_negative)::int, sum(results_positive)::int, sum(results_invalid)::int,
           sum(overdue)::int, sum(anomalies_open)::int, sum(followups_open)::int,
-          tl_hist_sum(tat), NULL)::stats AS st
+          tl_hist_sum(tat), tl_hist_sum(hourly), NULL)::stats AS st
     FROM stats s
     WHERE s.round = ANY (p_rounds) AND (s.code = p_code OR s.code IN (SELECT code FROM kids))
     GROUP BY s.code
@@ -258,4 +265,24 @@ CREATE FUNCTION tl_stats_json(p_code text, p_rounds text[]) RETURNS jsonb LANGUA
                                            || tl_stats_object((SELECT st FROM summed WHERE code = k.code))
                                            ORDER BY k.code), '[]') FROM kids k))
   FROM me
+$$;
+
+-- The dashboard's charts for a region and a set of rounds, from the same roll-ups: samples per
+-- hour of the day, the turnaround histogram (minutes → tubes) and clearance per child.
+CREATE FUNCTION tl_charts_json(p_code text, p_rounds text[]) RETURNS jsonb LANGUAGE sql STABLE AS $$
+  SELECT jsonb_build_object(
+    'region', p_code,
+    'samples_per_hour', (SELECT coalesce(tl_hist_sum(s.hourly), '{}') FROM stats s
+                         WHERE s.code = p_code AND s.round = ANY (p_rounds)),
+    'tat_histogram', (SELECT coalesce(tl_hist_sum(s.tat), '{}') FROM stats s
+                      WHERE s.code = p_code AND s.round = ANY (p_rounds)),
+    'clearance', (SELECT coalesce(jsonb_agg(jsonb_build_object('code', c.code, 'name', c.name,
+                     'persons_sampled', c.sampled, 'persons_returned', c.returned,
+                     'clearance', CASE WHEN c.sampled = 0 THEN 0.0 ELSE round(c.returned::numeric / c.sampled, 4) END)
+                     ORDER BY c.code), '[]')
+                  FROM (SELECT s.code, coalesce(r.name, st.name) AS name, sum(s.persons_sampled) AS sampled,
+                               sum(s.persons_returned) AS returned
+                        FROM stats s LEFT JOIN regions r ON r.code = s.code LEFT JOIN sites st ON st.code = s.code
+                        WHERE s.parent = p_code AND s.round = ANY (p_rounds)
+                        GROUP BY s.code, r.name, st.name) c))
 $$;

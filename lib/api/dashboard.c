@@ -92,6 +92,11 @@ static void ledger_authed(tl_http_exchange_t *x, tl_api_t *api, const tl_princip
   region_call(x, api, p, "tl_ledger_json", "");
 }
 
+static void charts_authed(tl_http_exchange_t *x, tl_api_t *api, const tl_principal_t *p) {
+  region_call(x, api, p, "tl_charts_json", "");
+}
+
+void tl__api_charts(tl_http_exchange_t *x, void *ctx) { tl_api_auth(ctx, x, TL_ROLES_READERS, charts_authed); }
 void tl__api_stats(tl_http_exchange_t *x, void *ctx) { tl_api_auth(ctx, x, TL_ROLES_READERS, stats_authed); }
 void tl__api_ledger(tl_http_exchange_t *x, void *ctx) { tl_api_auth(ctx, x, TL_ROLES_READERS, ledger_authed); }
 

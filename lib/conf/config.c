@@ -34,6 +34,7 @@ static const opt_t options[] = {
     {"--tz", "TUBELOOP_TZ", OPT_STRING, F(tz), 0, 0, "time zone of day boundaries"},
     {"--label", "TUBELOOP_LABEL", OPT_STRING, F(label), 0, 0, "label of a new token"},
     {"--sql-dir", "TUBELOOP_SQL_DIR", OPT_STRING, F(sql_dir), 0, 0, "migrations folder"},
+    {"--web-dir", "TUBELOOP_WEB_DIR", OPT_STRING, F(web_dir), 0, 0, "dashboard files folder"},
     {"--log-level", "TUBELOOP_LOG_LEVEL", OPT_STRING, F(log_level), 0, 0,
      "debug, info, warn or error"},
     {"--pool-size", "TUBELOOP_POOL_SIZE", OPT_INT, F(pool_size), 1, 64, "database connections"},

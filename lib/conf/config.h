@@ -23,6 +23,7 @@ typedef struct {
   const char *tz;          /* deployment time zone for day boundaries */
   const char *label;       /* admin-token label */
   const char *sql_dir;     /* migrations folder (NULL: the built-in default) */
+  const char *web_dir;     /* dashboard files (NULL: the built-in default) */
   const char *log_level;   /* debug|info|warn|error */
   int pool_size;           /* database connections */
   int pool_queue;          /* requests allowed to wait for a connection */
