@@ -180,7 +180,17 @@ BEGIN
     results_negative = EXCLUDED.results_negative, results_positive = EXCLUDED.results_positive,
     results_invalid = EXCLUDED.results_invalid, overdue = EXCLUDED.overdue,
     anomalies_open = EXCLUDED.anomalies_open, followups_open = EXCLUDED.followups_open,
-    tat = EXCLUDED.tat, hourly = EXCLUDED.hourly, updated_at = now();
+    tat = EXCLUDED.tat, hourly = EXCLUDED.hourly, updated_at = now()
+  WHERE (o.persons_sampled, o.persons_returned, o.tubes_open, o.tubes_sealed, o.tubes_in_transit,
+         o.tubes_received, o.tubes_resulted, o.tubes_rejected, o.results_negative,
+         o.results_positive, o.results_invalid, o.overdue, o.anomalies_open, o.followups_open,
+         o.tat, o.hourly)
+    IS DISTINCT FROM
+        (EXCLUDED.persons_sampled, EXCLUDED.persons_returned, EXCLUDED.tubes_open,
+         EXCLUDED.tubes_sealed, EXCLUDED.tubes_in_transit, EXCLUDED.tubes_received,
+         EXCLUDED.tubes_resulted, EXCLUDED.tubes_rejected, EXCLUDED.results_negative,
+         EXCLUDED.results_positive, EXCLUDED.results_invalid, EXCLUDED.overdue,
+         EXCLUDED.anomalies_open, EXCLUDED.followups_open, EXCLUDED.tat, EXCLUDED.hourly);
 
   -- Ancestors, level by level upwards: township (9) → county (6) → city (4) → province (2).
   FOREACH v_level IN ARRAY ARRAY[9, 6, 4, 2] LOOP
@@ -213,7 +223,17 @@ BEGIN
       results_negative = EXCLUDED.results_negative, results_positive = EXCLUDED.results_positive,
       results_invalid = EXCLUDED.results_invalid, overdue = EXCLUDED.overdue,
       anomalies_open = EXCLUDED.anomalies_open, followups_open = EXCLUDED.followups_open,
-      tat = EXCLUDED.tat, hourly = EXCLUDED.hourly, updated_at = now();
+      tat = EXCLUDED.tat, hourly = EXCLUDED.hourly, updated_at = now()
+    WHERE (o.persons_sampled, o.persons_returned, o.tubes_open, o.tubes_sealed, o.tubes_in_transit,
+           o.tubes_received, o.tubes_resulted, o.tubes_rejected, o.results_negative,
+           o.results_positive, o.results_invalid, o.overdue, o.anomalies_open, o.followups_open,
+           o.tat, o.hourly)
+      IS DISTINCT FROM
+          (EXCLUDED.persons_sampled, EXCLUDED.persons_returned, EXCLUDED.tubes_open,
+           EXCLUDED.tubes_sealed, EXCLUDED.tubes_in_transit, EXCLUDED.tubes_received,
+           EXCLUDED.tubes_resulted, EXCLUDED.tubes_rejected, EXCLUDED.results_negative,
+           EXCLUDED.results_positive, EXCLUDED.results_invalid, EXCLUDED.overdue,
+           EXCLUDED.anomalies_open, EXCLUDED.followups_open, EXCLUDED.tat, EXCLUDED.hourly);
   END LOOP;
 
   -- Tell the daemons (LISTEN tl_stats) which regions changed; delivered at commit.

@@ -20,7 +20,7 @@ typedef struct client_s {
   char round[40];          /* "" = the day's rounds */
   int digits;              /* region is a region code (else a site) */
   int dirty;
-  long long version;       /* of the last snapshot sent (or Last-Event-ID) */
+  long long version;       /* of the last snapshot sent (or Last-Event-ID); -1: none yet */
 } client_t;
 
 /* One snapshot query for every dirty client of the same (region, day, round). */
@@ -89,7 +89,7 @@ static void snapshot_done(void *arg, int status, const tl_db_result_t *res) {
     if (!c->dirty || !same_key(c, q->region, q->day, q->round)) continue;
     if (json == NULL) continue; /* database trouble: stay dirty, retry on the next flush */
     c->dirty = 0;
-    if (version != 0 && version == c->version) continue; /* the client has these figures */
+    if (version == c->version) continue; /* the client has these figures */
     if (client_send(l, c, msg.data, msg.len) == 0) c->version = version;
   }
   tl_buf_dispose(&msg);
@@ -172,6 +172,7 @@ static void subscribe(tl_http_exchange_t *x, tl_api_t *api, const tl_principal_t
   if (tl_http_exchange_query(x, "day", c->day, sizeof c->day) < 0) c->day[0] = '\0';
   if (tl_http_exchange_query(x, "round", c->round, sizeof c->round) < 0) c->round[0] = '\0';
   c->digits = tl_valid_region(c->region, strlen(c->region));
+  c->version = -1;
   size_t len = 0;
   const char *last = tl_http_request_header(tl_http_exchange_request(x), "last-event-id", &len);
   if (last && len > 0 && len < 20) {
