@@ -422,3 +422,28 @@ void tl__api_admin_tokens(tl_http_exchange_t *x, void *ctx) {
 void tl__api_admin_token_delete(tl_http_exchange_t *x, void *ctx) {
   tl_api_auth(ctx, x, TL_ROLE_BIT(TL_ROLE_ADMIN), tokens_delete_authed);
 }
+
+static void tokens_listed(tl_http_exchange_t *x, tl_api_t *api, int status, const tl_db_result_t *res,
+                          void *ctx) {
+  (void)api;
+  (void)ctx;
+  const char *text = status == 0 ? tl_db_result_value(res, 0, 0) : NULL;
+  if (text == NULL)
+    tl_api_reply_db_error(x, status ? status : TL_EDB);
+  else
+    tl_http_reply(x, 200, "application/json", "", text, strlen(text));
+}
+
+/* The tokens, newest first; never a token or its hash. */
+static void tokens_list_authed(tl_http_exchange_t *x, tl_api_t *api, const tl_principal_t *p) {
+  (void)p;
+  tl_api_db(api, x,
+            "SELECT jsonb_build_object('tokens', coalesce(jsonb_agg(jsonb_build_object('id', id,"
+            " 'role', role, 'scope', scope, 'label', label, 'created_at', created_at,"
+            " 'revoked_at', revoked_at) ORDER BY created_at DESC, id), '[]'))::text FROM tokens",
+            0, NULL, tokens_listed, NULL);
+}
+
+void tl__api_admin_tokens_list(tl_http_exchange_t *x, void *ctx) {
+  tl_api_auth(ctx, x, TL_ROLE_BIT(TL_ROLE_ADMIN), tokens_list_authed);
+}

@@ -95,6 +95,7 @@ int tl_api_routes(tl_router_t *r, tl_api_t *api) {
   bad |= tl_router_add(r, "POST", "/v1/admin/rounds", tl__api_admin_rounds, api) < 0;
   bad |= tl_router_add(r, "POST", "/v1/admin/rounds/{code}/close", tl__api_admin_round_close, api) < 0;
   bad |= tl_router_add(r, "POST", "/v1/admin/tokens", tl__api_admin_tokens, api) < 0;
+  bad |= tl_router_add(r, "GET", "/v1/admin/tokens", tl__api_admin_tokens_list, api) < 0;
   bad |= tl_router_add(r, "DELETE", "/v1/admin/tokens/{id}", tl__api_admin_token_delete, api) < 0;
   return bad ? TL_ENOMEM : 0;
 }

@@ -17,6 +17,7 @@ void tl__api_admin_rounds(tl_http_exchange_t *x, void *ctx);
 void tl__api_admin_round_close(tl_http_exchange_t *x, void *ctx);
 void tl__api_admin_tokens(tl_http_exchange_t *x, void *ctx);
 void tl__api_admin_token_delete(tl_http_exchange_t *x, void *ctx);
+void tl__api_admin_tokens_list(tl_http_exchange_t *x, void *ctx);
 void tl__api_events(tl_http_exchange_t *x, void *ctx);
 void tl__api_tube(tl_http_exchange_t *x, void *ctx);
 void tl__api_box(tl_http_exchange_t *x, void *ctx);
