@@ -159,6 +159,7 @@ done:
   tl_db_pool_free(d.db);
   tl_tls_ctx_free(d.tls);
   tl_web_free(d.web);
+  free(d.api.ingest); /* empty by now: every queued batch was answered before the drain ended */
   tl_keys_dispose(&d.keys);
   return status;
 }

@@ -19,6 +19,7 @@ typedef struct {
   const char *tz;             /* deployment time zone for day boundaries */
   int transit_default_min;    /* arrival estimate when a route has no history */
   struct tl_live_s *live;     /* the live stats hub (SSE), or NULL */
+  void *ingest;               /* the group-commit queue (ingest.c), made on first use */
   tl_metrics_t *metrics;      /* borrowed */
   tl_http_server_t *server;   /* borrowed; set once the server exists (connection gauge) */
 } tl_api_t;

@@ -1,0 +1,615 @@
+/* Group commit of event batches (ingest.h): the queue, the groups and their transaction:
+ *
+ *   acquire a connection → BEGIN → tl_load (advisory locks on every touched key, then the
+ *   current facts) → the custody rules in C, batch by batch, event by event → tl_write
+ *   (set-based upserts, re-derived follow-ups, anomalies and roll-ups) → COMMIT → answers.
+ *
+ * Answers go out only after COMMIT succeeded (synchronous_commit on): an acknowledged event is
+ * durable. If a group of several batches fails on a database error, each of its batches is
+ * retried alone, so one request's trouble never fails its neighbours. */
+#include "api/ingest.h"
+
+#include "base/log.h"
+#include "domain/validate.h"
+
+#include <stdarg.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+
+/* One transaction's worth of batches. */
+typedef struct {
+  tl_api_t *api;
+  tl__batch_t **batches;
+  int nbatches;
+  tl__slot_t **slots;      /* every slot of every batch, in arrival order */
+  tl__batch_t **owner;     /* the batch of each slot */
+  int nslots;
+  tl_world_t world;
+  tl_db_conn_t *conn;
+} group_t;
+
+/* The per-daemon queue. */
+typedef struct {
+  tl__batch_t *head, *tail;
+  long queued;             /* events waiting */
+  int inflight;            /* groups in the database */
+} ingest_t;
+
+/* At most this many groups at once: the others queue up and join bigger groups, and the
+ * pool keeps connections free for queries. */
+#define MAX_INFLIGHT 2
+
+static ingest_t *queue_of(tl_api_t *api) {
+  if (api->ingest == NULL) api->ingest = calloc(1, sizeof(ingest_t));
+  return api->ingest;
+}
+
+long tl__ingest_queued(const tl_api_t *api) {
+  const ingest_t *q = api->ingest;
+  return q ? q->queued : 0;
+}
+
+static void ingest_pump(tl_api_t *api);
+
+/* ---------- the transaction ---------- */
+
+static void step_commit_done(void *arg, int status, const tl_db_result_t *res);
+static void group_finish(group_t *g, int status);
+static void group_fail(group_t *g, int status, const tl_db_result_t *res, const char *step);
+
+/* 64-bit FNV-1a of "kind:code": the advisory lock key of an object. */
+static long long lock_key(char kind, const char *code) {
+  unsigned long long h = 1469598103934665603ULL;
+  h = (h ^ (unsigned char)kind) * 1099511628211ULL;
+  h = (h ^ ':') * 1099511628211ULL;
+  for (const unsigned char *p = (const unsigned char *)code; *p; p++) h = (h ^ *p) * 1099511628211ULL;
+  return (long long)h;
+}
+
+/* Appends item to a PostgreSQL array literal being built in b ("{a,b"); codes and UUIDs need
+ * no quoting (their character sets exclude every special character). */
+static int arr_add(tl_buf_t *b, const char *item) {
+  return tl_buf_appendf(b, "%s%s", b->len > 1 ? "," : "", item);
+}
+
+static int64_t json_time(const cJSON *o, const char *key) {
+  const cJSON *v = cJSON_GetObjectItemCaseSensitive(o, key);
+  int64_t ms = 0;
+  if (cJSON_IsString(v) && tl_time_parse(v->valuestring, strlen(v->valuestring), &ms) != 0) ms = 0;
+  return ms;
+}
+
+static void json_code(const cJSON *o, const char *key, char *out, size_t cap) {
+  const cJSON *v = cJSON_GetObjectItemCaseSensitive(o, key);
+  snprintf(out, cap, "%s", cJSON_IsString(v) ? v->valuestring : "");
+}
+
+static int json_int(const cJSON *o, const char *key, int dflt) {
+  const cJSON *v = cJSON_GetObjectItemCaseSensitive(o, key);
+  return cJSON_IsNumber(v) ? v->valueint : dflt;
+}
+
+/* Fills the world from tl_load's answer. */
+static int load_world(group_t *g, const char *text, cJSON **events_out) {
+  cJSON *root = cJSON_Parse(text);
+  if (root == NULL) return TL_EINVAL;
+  tl_world_t *w = &g->world;
+  const cJSON *it;
+  cJSON_ArrayForEach(it, cJSON_GetObjectItemCaseSensitive(root, "tubes")) {
+    tl_tube_t *t = tl_world_tube(w, cJSON_GetObjectItemCaseSensitive(it, "code")->valuestring, 1);
+    if (t == NULL) goto nomem;
+    json_code(it, "region", t->region, sizeof t->region);
+    json_code(it, "round", t->round, sizeof t->round);
+    json_code(it, "site", t->site, sizeof t->site);
+    t->capacity = json_int(it, "capacity", 0);
+    t->opened_at = json_time(it, "opened_at");
+    t->sampled = json_int(it, "sampled", 0);
+    t->first_sample_at = json_time(it, "first_sample_at");
+    t->sealed_at = json_time(it, "sealed_at");
+    t->seal_count = json_int(it, "seal_count", -1);
+    json_code(it, "box", t->box, sizeof t->box);
+    t->packed_at = json_time(it, "packed_at");
+    t->received_at = json_time(it, "received_at");
+    json_code(it, "received_lab", t->received_lab, sizeof t->received_lab);
+    json_code(it, "received_box", t->received_box, sizeof t->received_box);
+    t->rejected_at = json_time(it, "rejected_at");
+    const cJSON *rr = cJSON_GetObjectItemCaseSensitive(it, "reject_reason");
+    t->reject_reason = cJSON_IsString(rr) ? (tl_reason_t)tl_reason_parse(rr->valuestring) : TL_REASON_NONE;
+    json_code(it, "rejected_lab", t->rejected_lab, sizeof t->rejected_lab);
+    const cJSON *res = cJSON_GetObjectItemCaseSensitive(it, "result");
+    t->result = cJSON_IsString(res) ? (tl_result_t)tl_result_parse(res->valuestring) : TL_RESULT_NONE;
+    t->result_at = json_time(it, "result_at");
+    json_code(it, "result_lab", t->result_lab, sizeof t->result_lab);
+    const cJSON *ct = cJSON_GetObjectItemCaseSensitive(it, "ct");
+    if (cJSON_IsObject(ct) && (t->ct = cJSON_PrintUnformatted(ct)) == NULL) goto nomem;
+  }
+  cJSON_ArrayForEach(it, cJSON_GetObjectItemCaseSensitive(root, "samples")) {
+    tl_tube_t *t = tl_world_tube(w, cJSON_GetArrayItem(it, 0)->valuestring, 0);
+    if (t && tl_tube_add_person(t, cJSON_GetArrayItem(it, 1)->valuestring) != 0) goto nomem;
+  }
+  cJSON_ArrayForEach(it, cJSON_GetObjectItemCaseSensitive(root, "boxes")) {
+    tl_box_t *x = tl_world_box(w, cJSON_GetObjectItemCaseSensitive(it, "code")->valuestring, 1);
+    if (x == NULL) goto nomem;
+    json_code(it, "region", x->region, sizeof x->region);
+    json_code(it, "site", x->site, sizeof x->site);
+    json_code(it, "dest_lab", x->dest_lab, sizeof x->dest_lab);
+    json_code(it, "courier", x->courier, sizeof x->courier);
+    json_code(it, "delivered_lab", x->delivered_lab, sizeof x->delivered_lab);
+    json_code(it, "received_lab", x->received_lab, sizeof x->received_lab);
+    x->packed_at = json_time(it, "packed_at");
+    x->sealed_at = json_time(it, "sealed_at");
+    x->picked_up_at = json_time(it, "picked_up_at");
+    x->delivered_at = json_time(it, "delivered_at");
+    x->received_at = json_time(it, "received_at");
+    x->seal_count = json_int(it, "seal_count", -1);
+    x->packed = json_int(it, "packed", 0);
+  }
+  cJSON_ArrayForEach(it, cJSON_GetObjectItemCaseSensitive(root, "rounds")) {
+    tl_round_t r;
+    memset(&r, 0, sizeof r);
+    json_code(it, "code", r.code, sizeof r.code);
+    json_code(it, "region", r.region, sizeof r.region);
+    r.pool_size = json_int(it, "pool_size", 10);
+    r.closed = cJSON_IsTrue(cJSON_GetObjectItemCaseSensitive(it, "closed"));
+    if (tl_world_add_round(w, &r) != 0) goto nomem;
+  }
+  cJSON_ArrayForEach(it, cJSON_GetObjectItemCaseSensitive(root, "labs")) {
+    if (cJSON_IsString(it) && tl_world_add_lab(w, it->valuestring) != 0) goto nomem;
+  }
+  *events_out = cJSON_DetachItemFromObjectCaseSensitive(root, "events");
+  cJSON_Delete(root);
+  return 0;
+nomem:
+  cJSON_Delete(root);
+  return TL_ENOMEM;
+}
+
+static void add_anomaly(tl__slot_t *s, const char *type) {
+  for (int k = 0; k < s->nanomalies; k++)
+    if (strcmp(s->anomalies[k], type) == 0) return;
+  if (s->nanomalies < 8) snprintf(s->anomalies[s->nanomalies++], sizeof s->anomalies[0], "%s", type);
+}
+
+/* Duplicates and conflicts, then the rules, event by event in the order sent. */
+static void apply_all(group_t *g, const cJSON *stored) {
+  for (int i = 0; i < g->nslots; i++) {
+    tl__slot_t *s = g->slots[i];
+    if (s->state != TL__SLOT_PENDING) continue;
+    const cJSON *prev = NULL, *it;
+    cJSON_ArrayForEach(it, stored) {
+      if (strcmp(cJSON_GetObjectItemCaseSensitive(it, "id")->valuestring, s->ev.id) == 0) prev = it;
+    }
+    if (prev) {
+      if (strcmp(cJSON_GetObjectItemCaseSensitive(prev, "digest")->valuestring, s->digest) != 0) {
+        tl__slot_refuse(s, "id_conflict", "This event id was used before for other content.");
+        continue;
+      }
+      s->state = TL__SLOT_DUPLICATE;
+      cJSON_ArrayForEach(it, cJSON_GetObjectItemCaseSensitive(prev, "anomalies")) {
+        if (cJSON_IsString(it)) add_anomaly(s, it->valuestring);
+      }
+      continue;
+    }
+    const tl__slot_t *same = NULL;
+    for (int j = 0; j < i && !same; j++)
+      if (g->slots[j]->state == TL__SLOT_ACCEPTED && strcmp(g->slots[j]->ev.id, s->ev.id) == 0) same = g->slots[j];
+    if (same) {
+      if (strcmp(same->digest, s->digest) != 0)
+        tl__slot_refuse(s, "id_conflict", "This event id was used before for other content.");
+      else
+        s->state = TL__SLOT_DUPLICATE; /* its anomalies are filled in after the write */
+      continue;
+    }
+    tl_refusal_t r = tl_custody_apply(&g->world, &g->owner[i]->sender, &s->ev);
+    if (r.code) {
+      tl__slot_refuse(s, r.code, "%s", r.message);
+      continue;
+    }
+    s->state = TL__SLOT_ACCEPTED;
+  }
+}
+
+static void add_time(cJSON *o, const char *key, int64_t ms) {
+  char text[TL_TIME_TEXT_MAX];
+  if (ms == 0 || tl_time_format(ms, 0, text) != 0)
+    cJSON_AddNullToObject(o, key);
+  else
+    cJSON_AddStringToObject(o, key, text);
+}
+
+static void add_code(cJSON *o, const char *key, const char *v) {
+  if (v[0]) cJSON_AddStringToObject(o, key, v);
+  else cJSON_AddNullToObject(o, key);
+}
+
+static void add_count(cJSON *o, const char *key, int v) {
+  if (v >= 0) cJSON_AddNumberToObject(o, key, v);
+  else cJSON_AddNullToObject(o, key);
+}
+
+static cJSON *tube_row(const tl_tube_t *t) {
+  cJSON *o = cJSON_CreateObject();
+  cJSON_AddStringToObject(o, "code", t->code);
+  cJSON_AddStringToObject(o, "region", t->region);
+  add_code(o, "round", t->round);
+  add_code(o, "site", t->site);
+  add_count(o, "capacity", t->capacity ? t->capacity : -1);
+  add_time(o, "opened_at", t->opened_at);
+  cJSON_AddNumberToObject(o, "sampled", t->sampled);
+  add_time(o, "first_sample_at", t->first_sample_at);
+  add_time(o, "sealed_at", t->sealed_at);
+  add_count(o, "seal_count", t->seal_count);
+  add_code(o, "box", t->box);
+  add_time(o, "packed_at", t->packed_at);
+  add_time(o, "received_at", t->received_at);
+  add_code(o, "received_lab", t->received_lab);
+  add_code(o, "received_box", t->received_box);
+  add_time(o, "rejected_at", t->rejected_at);
+  if (t->reject_reason) cJSON_AddStringToObject(o, "reject_reason", tl_reason_name(t->reject_reason));
+  add_code(o, "rejected_lab", t->rejected_lab);
+  if (t->result) cJSON_AddStringToObject(o, "result", tl_result_name(t->result));
+  add_time(o, "result_at", t->result_at);
+  add_code(o, "result_lab", t->result_lab);
+  if (t->ct) cJSON_AddRawToObject(o, "ct", t->ct);
+  return o;
+}
+
+static cJSON *box_row(const tl_box_t *x) {
+  cJSON *o = cJSON_CreateObject();
+  cJSON_AddStringToObject(o, "code", x->code);
+  cJSON_AddStringToObject(o, "region", x->region);
+  add_code(o, "site", x->site);
+  add_time(o, "packed_at", x->packed_at);
+  add_time(o, "sealed_at", x->sealed_at);
+  add_code(o, "dest_lab", x->dest_lab);
+  add_count(o, "seal_count", x->seal_count);
+  add_time(o, "picked_up_at", x->picked_up_at);
+  add_code(o, "courier", x->courier);
+  add_time(o, "delivered_at", x->delivered_at);
+  add_code(o, "delivered_lab", x->delivered_lab);
+  add_time(o, "received_at", x->received_at);
+  add_code(o, "received_lab", x->received_lab);
+  return o;
+}
+
+/* Records that the event (of type etype, at position ord in the batch) touched subject. */
+static void attribute(cJSON *attr, const char *subject, const tl__slot_t *s, int ord) {
+  cJSON *a = cJSON_CreateObject();
+  cJSON_AddStringToObject(a, "subject", subject);
+  cJSON_AddStringToObject(a, "event", s->ev.id);
+  cJSON_AddStringToObject(a, "etype", tl_event_type_name(s->ev.type));
+  cJSON_AddNumberToObject(a, "ord", ord);
+  cJSON_AddItemToArray(attr, a);
+}
+
+/* The argument of tl_write: every new or changed fact of the batch. */
+static char *build_write(group_t *g, int *naccepted) {
+  cJSON *p = cJSON_CreateObject();
+  cJSON *events = cJSON_AddArrayToObject(p, "events");
+  cJSON *persons = cJSON_AddArrayToObject(p, "persons");
+  cJSON *tubes = cJSON_AddArrayToObject(p, "tubes");
+  cJSON *boxes = cJSON_AddArrayToObject(p, "boxes");
+  cJSON *samples = cJSON_AddArrayToObject(p, "samples");
+  cJSON *receipts = cJSON_AddArrayToObject(p, "receipts");
+  cJSON *attr = cJSON_AddArrayToObject(p, "attribution");
+  static const char *const roles[] = {"collector", "courier", "lab"};
+  *naccepted = 0;
+  for (int i = 0; i < g->nslots; i++) {
+    tl__slot_t *s = g->slots[i];
+    const tl__batch_t *b = g->owner[i];
+    if (s->state != TL__SLOT_ACCEPTED) continue;
+    (*naccepted)++;
+    cJSON *e = cJSON_CreateObject();
+    cJSON_AddStringToObject(e, "id", s->ev.id);
+    cJSON_AddStringToObject(e, "type", tl_event_type_name(s->ev.type));
+    add_time(e, "at", s->ev.at);
+    cJSON_AddStringToObject(e, "sender_role", roles[b->sender.role]);
+    cJSON_AddStringToObject(e, "sender", b->sender.code);
+    add_time(e, "received_at", b->now);
+    cJSON_AddStringToObject(e, "digest", s->digest);
+    add_code(e, "tube", s->ev.tube);
+    add_code(e, "box", s->ev.box);
+    cJSON_AddItemToObject(e, "body", s->body);
+    s->body = NULL;
+    cJSON_AddArrayToObject(e, "anomalies");
+    cJSON_AddItemToArray(events, e);
+    if (s->ev.tube[0]) attribute(attr, s->ev.tube, s, i);
+    if (s->ev.box[0]) attribute(attr, s->ev.box, s, i);
+    for (int k = 0; k < s->ev.ntubes; k++) attribute(attr, s->ev.tubes[k], s, i);
+    if (s->ev.type == TL_EV_SAMPLE_ADD) {
+      tl_tube_t *t = tl_world_tube(&g->world, s->ev.tube, 0);
+      char subject[TL_CODE_MAX + TL_HMAC_HEX + 2];
+      snprintf(subject, sizeof subject, "%s/%s", t ? t->round : "", s->ev.person);
+      attribute(attr, subject, s, i);
+      /* one row per person: the last scan's name and phone win */
+      cJSON *it, *found = NULL;
+      cJSON_ArrayForEach(it, persons) {
+        if (strcmp(cJSON_GetObjectItemCaseSensitive(it, "hmac")->valuestring, s->ev.person) == 0) found = it;
+      }
+      cJSON *row = s->person_row;
+      s->person_row = NULL;
+      add_time(row, "updated_at", b->now);
+      if (found) {
+        /* a later scan without name or phone keeps what an earlier one gave */
+        static const char *const keep[] = {"name_enc", "name_masked", "phone_enc", "phone_masked"};
+        for (int k = 0; k < 4; k++)
+          if (!cJSON_HasObjectItem(row, keep[k]) && cJSON_HasObjectItem(found, keep[k]))
+            cJSON_AddItemToObject(row, keep[k],
+                                  cJSON_Duplicate(cJSON_GetObjectItemCaseSensitive(found, keep[k]), 1));
+        cJSON_ReplaceItemViaPointer(persons, found, row);
+      } else {
+        cJSON_AddItemToArray(persons, row);
+      }
+    }
+  }
+  const tl_world_t *w = &g->world;
+  for (int i = 0; i < w->ntubes; i++)
+    if (w->tubes[i].touched) cJSON_AddItemToArray(tubes, tube_row(&w->tubes[i]));
+  for (int i = 0; i < w->nboxes; i++)
+    if (w->boxes[i].touched) cJSON_AddItemToArray(boxes, box_row(&w->boxes[i]));
+  for (int i = 0; i < w->nsamples; i++) {
+    const tl_sample_t *sm = &w->samples[i];
+    cJSON *o = cJSON_CreateObject();
+    cJSON_AddStringToObject(o, "tube", sm->tube);
+    cJSON_AddStringToObject(o, "person", sm->person);
+    cJSON_AddStringToObject(o, "round", sm->round);
+    cJSON_AddStringToObject(o, "site", sm->site);
+    add_time(o, "at", sm->at);
+    cJSON_AddStringToObject(o, "event", sm->event);
+    cJSON_AddItemToArray(samples, o);
+  }
+  for (int i = 0; i < w->nreceipts; i++) {
+    const tl_receipt_t *r = &w->receipts[i];
+    cJSON *o = cJSON_CreateObject();
+    cJSON_AddStringToObject(o, "box", r->box);
+    cJSON_AddStringToObject(o, "tube", r->tube);
+    cJSON_AddStringToObject(o, "lab", r->lab);
+    add_time(o, "at", r->at);
+    cJSON_AddStringToObject(o, "event", r->event);
+    cJSON_AddItemToArray(receipts, o);
+  }
+  char *text = cJSON_PrintUnformatted(p);
+  cJSON_Delete(p);
+  return text;
+}
+
+static void step_write_done(void *arg, int status, const tl_db_result_t *res) {
+  group_t *g = arg;
+  if (status != 0) {
+    group_fail(g, status, res, "write");
+    return;
+  }
+  for (int r = 0; r < tl_db_result_rows(res); r++) {
+    const char *ev = tl_db_result_value(res, r, 0), *type = tl_db_result_value(res, r, 1);
+    for (int i = 0; i < g->nslots && ev && type; i++)
+      if (g->slots[i]->state == TL__SLOT_ACCEPTED && strcmp(g->slots[i]->ev.id, ev) == 0)
+        add_anomaly(g->slots[i], type);
+  }
+  /* A repeat inside the batch answers with its first's anomalies. */
+  for (int i = 0; i < g->nslots; i++) {
+    tl__slot_t *s = g->slots[i];
+    if (s->state != TL__SLOT_DUPLICATE || s->nanomalies) continue;
+    for (int j = 0; j < i; j++)
+      if (g->slots[j]->state == TL__SLOT_ACCEPTED && strcmp(g->slots[j]->ev.id, s->ev.id) == 0)
+        for (int k = 0; k < g->slots[j]->nanomalies; k++) add_anomaly(s, g->slots[j]->anomalies[k]);
+  }
+  int rc = tl_db_conn_exec(g->conn, "COMMIT", 0, NULL, step_commit_done, g);
+  if (rc != 0) group_fail(g, rc, NULL, "commit");
+}
+
+static void step_commit_done(void *arg, int status, const tl_db_result_t *res) {
+  group_t *g = arg;
+  if (status != 0) {
+    group_fail(g, status, res, "commit");
+    return;
+  }
+  group_finish(g, 0);
+}
+
+static void step_load_done(void *arg, int status, const tl_db_result_t *res) {
+  group_t *g = arg;
+  if (status != 0) {
+    group_fail(g, status, res, "load");
+    return;
+  }
+  cJSON *stored = NULL;
+  int rc = load_world(g, tl_db_result_value(res, 0, 0), &stored);
+  if (rc != 0) {
+    group_fail(g, rc, NULL, "load-parse");
+    return;
+  }
+  apply_all(g, stored);
+  cJSON_Delete(stored);
+  int naccepted = 0;
+  char *text = build_write(g, &naccepted);
+  if (text == NULL) {
+    group_fail(g, TL_ENOMEM, NULL, "build");
+    return;
+  }
+  if (naccepted == 0) {
+    /* Nothing new: end the transaction (its locks) and answer. */
+    free(text);
+    rc = tl_db_conn_exec(g->conn, "COMMIT", 0, NULL, step_commit_done, g);
+    if (rc != 0) group_fail(g, rc, NULL, "commit");
+    return;
+  }
+  const char *params[] = {text};
+  rc = tl_db_conn_exec(g->conn, "SELECT event, type FROM tl_write($1::jsonb)", 1, params,
+                       step_write_done, g);
+  free(text);
+  if (rc != 0) group_fail(g, rc, NULL, "write");
+}
+
+static void step_begin_done(void *arg, int status, const tl_db_result_t *res) {
+  group_t *g = arg;
+  if (status != 0) {
+    group_fail(g, status, res, "begin");
+    return;
+  }
+  tl_buf_t locks, ids, tubes, boxes, rounds, labs;
+  tl_buf_t *all[] = {&locks, &ids, &tubes, &boxes, &rounds, &labs};
+  int rc = 0;
+  for (int k = 0; k < 6; k++) {
+    tl_buf_init(all[k]);
+    rc |= tl_buf_append(all[k], "{", 1);
+  }
+  char num[32];
+  for (int i = 0; i < g->nslots && rc == 0; i++) {
+    const tl__slot_t *s = g->slots[i];
+    if (g->owner[i]->sender.role == TL_ROLE_LAB) rc |= arr_add(&labs, g->owner[i]->sender.code);
+    if (s->state != TL__SLOT_PENDING) continue;
+    rc |= arr_add(&ids, s->ev.id);
+    snprintf(num, sizeof num, "%lld", lock_key('e', s->ev.id));
+    rc |= arr_add(&locks, num);
+    if (s->ev.tube[0]) {
+      rc |= arr_add(&tubes, s->ev.tube);
+      snprintf(num, sizeof num, "%lld", lock_key('t', s->ev.tube));
+      rc |= arr_add(&locks, num);
+    }
+    for (int k = 0; k < s->ev.ntubes; k++) {
+      rc |= arr_add(&tubes, s->ev.tubes[k]);
+      snprintf(num, sizeof num, "%lld", lock_key('t', s->ev.tubes[k]));
+      rc |= arr_add(&locks, num);
+    }
+    if (s->ev.box[0]) {
+      rc |= arr_add(&boxes, s->ev.box);
+      snprintf(num, sizeof num, "%lld", lock_key('b', s->ev.box));
+      rc |= arr_add(&locks, num);
+    }
+    if (s->ev.round[0]) rc |= arr_add(&rounds, s->ev.round);
+    if (s->ev.lab[0]) rc |= arr_add(&labs, s->ev.lab);
+  }
+  for (int k = 0; k < 6; k++) rc |= tl_buf_append(all[k], "}", 1);
+  if (rc == 0) {
+    const char *params[] = {tl_buf_cstr(&locks), tl_buf_cstr(&ids), tl_buf_cstr(&tubes),
+                            tl_buf_cstr(&boxes), tl_buf_cstr(&rounds), tl_buf_cstr(&labs)};
+    rc = tl_db_conn_exec(g->conn,
+                         "SELECT tl_load($1::bigint[], $2::uuid[], $3::text[], $4::text[],"
+                         " $5::text[], $6::text[])::text",
+                         6, params, step_load_done, g);
+  }
+  for (int k = 0; k < 6; k++) tl_buf_dispose(all[k]);
+  if (rc != 0) group_fail(g, rc < 0 ? rc : TL_ENOMEM, NULL, "load");
+}
+
+static void step_acquired(void *arg, int status, tl_db_conn_t *conn) {
+  group_t *g = arg;
+  if (status != 0) {
+    group_finish(g, status);
+    return;
+  }
+  g->conn = conn;
+  int rc = tl_db_conn_exec(conn, "BEGIN", 0, NULL, step_begin_done, g);
+  if (rc != 0) group_fail(g, rc, NULL, "begin");
+}
+
+static void group_free(group_t *g) {
+  free(g->batches);
+  free(g->slots);
+  free(g->owner);
+  tl_world_dispose(&g->world);
+  free(g);
+}
+
+/* Answers every batch of the group and moves on to the next group. */
+static void group_finish(group_t *g, int status) {
+  tl_api_t *api = g->api;
+  ingest_t *q = queue_of(api);
+  if (g->conn) tl_db_release(g->conn);
+  g->conn = NULL;
+  for (int i = 0; i < g->nbatches; i++) tl__batch_finish(g->batches[i], status);
+  q->inflight--;
+  group_free(g);
+  ingest_pump(api);
+}
+
+static void group_fail(group_t *g, int status, const tl_db_result_t *res, const char *step) {
+  const char *st = res ? tl_db_result_sqlstate(res) : "";
+  tl_log(TL_LOG_WARN, "ingest_failed", "step=%s status=\"%s\" sqlstate=%s batches=%d events=%d", step,
+         tl_strerror(status), st[0] ? st : "-", g->nbatches, g->nslots);
+  /* Deadlocks, serialization failures and lost sessions are transient: retry. */
+  if (status == TL_EDB && (strcmp(st, "40P01") == 0 || strcmp(st, "40001") == 0 ||
+                           strncmp(st, "08", 2) == 0 || strcmp(st, "57P01") == 0))
+    status = TL_EDB_DOWN;
+  if (status == TL_EDB && g->nbatches > 1) {
+    /* Something in one request broke the statement: give each request its own try. The
+     * transaction rolled back (release), and no batch of the group was answered. */
+    ingest_t *q = queue_of(g->api);
+    tl_api_t *api = g->api;
+    if (g->conn) tl_db_release(g->conn);
+    g->conn = NULL;
+    for (int i = g->nbatches - 1; i >= 0; i--) {
+      tl__batch_t *b = g->batches[i];
+      for (int k = 0; k < b->n; k++)
+        if (b->slots[k].state != TL__SLOT_REJECTED) {
+          b->slots[k].state = TL__SLOT_PENDING; /* the rules run again on fresh facts */
+          b->slots[k].nanomalies = 0;
+        }
+      b->solo = 1;
+      b->next = q->head;
+      q->head = b;
+      if (q->tail == NULL) q->tail = b;
+      q->queued += b->n;
+    }
+    q->inflight--;
+    group_free(g);
+    ingest_pump(api);
+    return;
+  }
+  group_finish(g, status);
+}
+
+/* Starts groups while there is room. */
+static void ingest_pump(tl_api_t *api) {
+  ingest_t *q = queue_of(api);
+  while (q && q->head && q->inflight < MAX_INFLIGHT) {
+    group_t *g = calloc(1, sizeof *g);
+    int cap = 0, total = 0;
+    for (tl__batch_t *b = q->head; b && (cap == 0 || (!b->solo && total + b->n <= TL__GROUP_EVENTS));
+         b = b->next) {
+      cap++;
+      total += b->n;
+      if (b->solo) break;
+    }
+    if (g == NULL || (g->batches = calloc((size_t)cap, sizeof *g->batches)) == NULL ||
+        (g->slots = calloc((size_t)total, sizeof *g->slots)) == NULL ||
+        (g->owner = calloc((size_t)total, sizeof *g->owner)) == NULL) {
+      if (g) group_free(g);
+      return; /* out of memory: try again with the next request */
+    }
+    g->api = api;
+    tl_world_init(&g->world);
+    for (int i = 0; i < cap; i++) {
+      tl__batch_t *b = q->head;
+      q->head = b->next;
+      if (q->head == NULL) q->tail = NULL;
+      q->queued -= b->n;
+      b->next = NULL;
+      g->batches[g->nbatches++] = b;
+      for (int k = 0; k < b->n; k++) {
+        g->slots[g->nslots] = &b->slots[k];
+        g->owner[g->nslots++] = b;
+      }
+    }
+    q->inflight++;
+    int rc = tl_db_acquire(api->db, step_acquired, g);
+    if (rc != 0) group_finish(g, rc);
+  }
+}
+
+void tl__ingest_submit(tl_api_t *api, tl__batch_t *b) {
+  ingest_t *q = queue_of(api);
+  if (q == NULL || q->queued + b->n > TL__QUEUE_EVENTS) {
+    tl__batch_finish(b, TL_EBUSY);
+    return;
+  }
+  b->next = NULL;
+  if (q->tail)
+    q->tail->next = b;
+  else
+    q->head = b;
+  q->tail = b;
+  q->queued += b->n;
+  ingest_pump(api);
+}

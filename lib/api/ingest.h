@@ -1,0 +1,67 @@
+/* Event ingest, shared by events.c (decoding a request into a batch) and ingest.c (group
+ * commit). Internal to the api layer.
+ *
+ * A batch is one POST /v1/events: its events as slots, its sender (from the token) and its
+ * arrival time. Batches queue in the daemon; a writer takes as many as fit into one group
+ * (up to TL__GROUP_EVENTS events) and applies the group in ONE transaction: advisory locks and
+ * facts loaded for the union of their keys, the custody rules batch by batch in arrival order,
+ * one set-based write, one COMMIT — then every request of the group is answered. Under load
+ * many requests share each commit (group commit); alone, a request is its own group. */
+#ifndef TL_API_INGEST_H
+#define TL_API_INGEST_H
+
+#include "api/api.h"
+#include "domain/custody.h"
+
+#include <cjson/cJSON.h>
+#include <stdint.h>
+
+#define TL__GROUP_EVENTS 5000   /* events in one transaction at most */
+#define TL__QUEUE_EVENTS 200000 /* events waiting in a daemon before requests get 503 */
+
+typedef enum {
+  TL__SLOT_REJECTED = 0, /* refused: code and message say why; nothing stored */
+  TL__SLOT_PENDING,      /* valid, waiting for the rules */
+  TL__SLOT_ACCEPTED,     /* applied and to be written */
+  TL__SLOT_DUPLICATE     /* seen before with the same content */
+} tl__slot_state_t;
+
+typedef struct {
+  tl__slot_state_t state;
+  tl_event_t ev;
+  char id_text[40];      /* the id as sent (for the answer), even when invalid */
+  int has_id;
+  char digest[65];
+  const char *code;
+  char message[200];
+  tl_code_t *tubes;      /* owned list for box.pack/box.receive */
+  char *ct;              /* owned JSON text of ct */
+  cJSON *body;           /* owned: the event as it enters the log (no personal data) */
+  cJSON *person_row;     /* owned: the persons row for sample.add */
+  char anomalies[8][24]; /* anomaly types opened (or stored, for duplicates) */
+  int nanomalies;
+} tl__slot_t;
+
+typedef struct tl__batch_s {
+  struct tl__batch_s *next; /* in the ingest queue */
+  tl_api_t *api;
+  tl_http_exchange_t *x;    /* held until the batch is answered */
+  tl_sender_t sender;
+  tl__slot_t *slots;
+  int n;
+  int pending;              /* slots still PENDING after decoding */
+  int solo;                 /* retry alone: its group failed on a database error */
+  int64_t now;              /* arrival, Unix ms */
+} tl__batch_t;
+
+void tl__slot_refuse(tl__slot_t *s, const char *code, const char *fmt, ...)
+    __attribute__((format(printf, 3, 4)));
+void tl__batch_free(tl__batch_t *b);
+/* Answers the batch (results, or the error for status != 0), releases its exchange, frees it. */
+void tl__batch_finish(tl__batch_t *b, int status);
+/* Queues the batch for the next group; it is answered later. */
+void tl__ingest_submit(tl_api_t *api, tl__batch_t *b);
+/* Events waiting in this daemon's queue (for /metrics). */
+long tl__ingest_queued(const tl_api_t *api);
+
+#endif
