@@ -141,7 +141,7 @@ CREATE TABLE followups (
   site          text,                         -- where the calling sample was taken
   kind          text NOT NULL CHECK (kind IN ('awaiting_recheck', 'resample')),
   opened_at     timestamptz NOT NULL,
-  state         text NOT NULL CHECK (state IN ('open', 'closed', 'cancelled')),
+  state         text NOT NULL CHECK (state IN ('open', 'closed')),
   linked_tube   text,                         -- the single-tube sample that answers it
   linked_at     timestamptz,
   result        text CHECK (result IN ('negative', 'positive', 'invalid', 'rejected')),

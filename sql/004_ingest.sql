@@ -54,7 +54,7 @@ BEGIN
   -- Follow-ups: a pooled positive calls every person of the tube back for a single-tube test;
   -- an invalid result or a rejected tube calls them back to be sampled again. Each links to the
   -- person's earliest single-tube sample taken after the calling sample (by event time) and
-  -- closes with that tube's result. A result amended away cancels its follow-ups.
+  -- closes with that tube's result. A result amended away removes its follow-ups (below).
   WITH want AS (
     SELECT s.tube, s.person, s.at, t.round, t.region, s.site,
            CASE WHEN t.result = 'positive' AND t.capacity > 1 THEN 'awaiting_recheck'
@@ -89,8 +89,11 @@ BEGIN
         IS DISTINCT FROM (EXCLUDED.kind, EXCLUDED.opened_at, EXCLUDED.state, EXCLUDED.linked_tube,
                           EXCLUDED.linked_at, EXCLUDED.result, EXCLUDED.closed_at);
 
-  UPDATE followups f SET state = 'cancelled', result = NULL, closed_at = NULL
-  WHERE f.person = ANY (v_persons) AND f.state <> 'cancelled'
+  -- A follow-up whose cause is gone (the result was amended) is derived state without a
+  -- reason: it goes, so that the same facts give the same follow-ups in any arrival order.
+  -- The amendment itself stays in the event log.
+  DELETE FROM followups f
+  WHERE f.person = ANY (v_persons)
     AND NOT EXISTS (
       SELECT 1 FROM tubes t WHERE t.code = f.tube
         AND ((t.result = 'positive' AND t.capacity > 1) OR t.result = 'invalid'
@@ -144,7 +147,7 @@ BEGIN
     FROM samples s JOIN tubes t ON t.code = s.tube
     WHERE s.person = ANY (v_persons)
       AND NOT EXISTS (SELECT 1 FROM followups f WHERE f.person = s.person
-                        AND f.linked_tube = s.tube AND f.state <> 'cancelled')
+                        AND f.linked_tube = s.tube)
     GROUP BY s.round, s.person HAVING count(*) >= 2
   ), scope AS (
     SELECT a.subject, a.id FROM anomalies a
@@ -157,6 +160,13 @@ BEGIN
   ), cleared AS (
     UPDATE anomalies a SET state = 'auto_resolved', resolved_at = now()
     FROM scope s WHERE a.subject = s.subject AND a.id = s.id
+    RETURNING a.id
+  ), moved AS (
+    -- a live anomaly follows its subject: a placeholder tube claimed by a site changes region
+    UPDATE anomalies a SET region = w.region, round = w.round, site = w.site, detail = w.detail
+    FROM want w
+    WHERE a.subject = w.subject AND a.type = w.type AND a.state IN ('open', 'acknowledged')
+      AND (a.region, a.round, a.site, a.detail) IS DISTINCT FROM (w.region, w.round, w.site, w.detail)
     RETURNING a.id
   ), opened AS (
     INSERT INTO anomalies (subject, subject_kind, type, region, round, site, detail)

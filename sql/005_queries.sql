@@ -122,7 +122,7 @@ RETURNS jsonb LANGUAGE sql STABLE AS $$
     WHERE s.person = p_hmac
       AND (p_role = 'admin' OR left(t.region, length(p_region)) = p_region)
   ), fu AS (
-    SELECT f.* FROM followups f WHERE f.person = p_hmac AND f.state <> 'cancelled'
+    SELECT f.* FROM followups f WHERE f.person = p_hmac
       AND f.tube IN (SELECT tube FROM visible)
   ), per_round AS (
     SELECT v.round,

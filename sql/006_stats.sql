@@ -59,7 +59,7 @@ $$;
 
 CREATE FUNCTION tl_person_rounds_refresh(p_persons text[]) RETURNS void LANGUAGE sql AS $$
   WITH fu AS (
-    SELECT f.* FROM followups f WHERE f.person = ANY (p_persons) AND f.state <> 'cancelled'
+    SELECT f.* FROM followups f WHERE f.person = ANY (p_persons)
   ), per AS (
     SELECT s.person, s.round,
       CASE

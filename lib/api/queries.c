@@ -270,12 +270,12 @@ void tl__api_anomaly_resolve(tl_http_exchange_t *x, void *ctx) {
 }
 
 static void followups_authed(tl_http_exchange_t *x, tl_api_t *api, const tl_principal_t *p) {
-  static const char *const states[] = {"open", "closed", "cancelled", "all", NULL};
+  static const char *const states[] = {"open", "closed", "all", NULL};
   char region[16], state[16] = "open";
   if (list_region(x, p, region) != 0) return;
   int ns = tl_http_exchange_query(x, "state", state, sizeof state);
   if (ns == -2 || (ns >= 0 && !one_of(state, states))) {
-    tl_http_reply_error(x, 400, "invalid_field", "\"state\" must be open, closed, cancelled or all.");
+    tl_http_reply_error(x, 400, "invalid_field", "\"state\" must be open, closed or all.");
     return;
   }
   const char *params[] = {region, state};
