@@ -372,6 +372,10 @@ static void answer(tl__batch_t *b) {
 
 /* Ends the batch: answers (if the client is still there), releases and frees. */
 void tl__batch_finish(tl__batch_t *b, int status) {
+  if (b->x == NULL) { /* decoded without a request (fuzzing) */
+    tl__batch_free(b);
+    return;
+  }
   if (tl_http_exchange_alive(b->x)) {
     if (status == 0) answer(b);
     else tl_api_reply_db_error(b->x, status);
@@ -380,51 +384,59 @@ void tl__batch_finish(tl__batch_t *b, int status) {
   tl__batch_free(b);
 }
 
-static void events_authed(tl_http_exchange_t *x, tl_api_t *api, const tl_principal_t *p) {
-  tl_api_err_t err = {0};
-  const tl_http_request_t *req = tl_http_exchange_request(x);
-  cJSON *root = tl_json_parse_body(req->body.data, req->body.len, &err);
+tl__batch_t *tl__batch_decode(tl_api_t *api, tl_role_t role, const char *scope, const char *region,
+                              const char *body, size_t len, tl_api_err_t *err) {
+  cJSON *root = tl_json_parse_body(body, len, err);
   static const char *const allowed[] = {"events", NULL};
-  if (root == NULL || tl_json_only(root, allowed, "the body", &err) != 0) goto bad;
+  tl__batch_t *b = NULL;
+  if (root == NULL || tl_json_only(root, allowed, "the body", err) != 0) goto out;
   const cJSON *events = cJSON_GetObjectItemCaseSensitive(root, "events");
   int n = cJSON_GetArraySize(events);
   if (!cJSON_IsArray(events) || n < 1 || n > MAX_EVENTS) {
-    tl_api_fail(&err, n > MAX_EVENTS ? 413 : 400, n > MAX_EVENTS ? "too_many_events" : "invalid_field",
+    tl_api_fail(err, n > MAX_EVENTS ? 413 : 400, n > MAX_EVENTS ? "too_many_events" : "invalid_field",
                 "\"events\" must be a list of 1 to %d events.", MAX_EVENTS);
-    goto bad;
+    goto out;
   }
-  tl__batch_t *b = calloc(1, sizeof *b);
+  b = calloc(1, sizeof *b);
   if (b == NULL || (b->slots = calloc((size_t)n, sizeof *b->slots)) == NULL) {
     free(b);
-    tl_api_fail(&err, 500, "internal", "Out of memory.");
-    goto bad;
+    b = NULL;
+    tl_api_fail(err, 500, "internal", "Out of memory.");
+    goto out;
   }
   b->api = api;
-  b->x = x;
   b->n = n;
   b->now = wall_ms();
-  b->sender.role = p->role;
-  snprintf(b->sender.code, sizeof b->sender.code, "%s", p->scope);
-  snprintf(b->sender.region, sizeof b->sender.region, "%s", p->region);
-  int i = 0, pending = 0;
+  b->sender.role = role;
+  snprintf(b->sender.code, sizeof b->sender.code, "%s", scope);
+  snprintf(b->sender.region, sizeof b->sender.region, "%s", region);
+  int i = 0;
   for (const cJSON *e = events->child; e; e = e->next, i++) {
     decode_event(b, e, &b->slots[i]);
-    if (b->slots[i].state == TL__SLOT_PENDING && !tl_event_allowed(p->role, b->slots[i].ev.type))
+    if (b->slots[i].state == TL__SLOT_PENDING && !tl_event_allowed(role, b->slots[i].ev.type))
       tl__slot_refuse(&b->slots[i], "forbidden", "This role may not send this event type.");
-    pending += b->slots[i].state == TL__SLOT_PENDING;
+    b->pending += b->slots[i].state == TL__SLOT_PENDING;
   }
+out:
   cJSON_Delete(root);
+  return b;
+}
+
+static void events_authed(tl_http_exchange_t *x, tl_api_t *api, const tl_principal_t *p) {
+  tl_api_err_t err = {0};
+  const tl_http_request_t *req = tl_http_exchange_request(x);
+  tl__batch_t *b = tl__batch_decode(api, p->role, p->scope, p->region, req->body.data, req->body.len, &err);
+  if (b == NULL) {
+    tl_http_reply_error(x, err.status ? err.status : 400, err.code, err.message);
+    return;
+  }
+  b->x = x;
   tl_http_exchange_hold(x);
-  b->pending = pending;
-  if (pending == 0) {
+  if (b->pending == 0) {
     tl__batch_finish(b, 0); /* every event refused on its face: nothing to write */
     return;
   }
   tl__ingest_submit(api, b);
-  return;
-bad:
-  cJSON_Delete(root);
-  tl_http_reply_error(x, err.status ? err.status : 400, err.code, err.message);
 }
 
 void tl__api_events(tl_http_exchange_t *x, void *ctx) {

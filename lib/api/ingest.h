@@ -54,6 +54,12 @@ typedef struct tl__batch_s {
   int64_t now;              /* arrival, Unix ms */
 } tl__batch_t;
 
+/* Decodes and validates a request body from a sender into a new batch (x not set yet), or
+ * returns NULL with err set for a body refused as a whole. Pure apart from the clock and the
+ * keys: the fuzz target drives it directly. */
+#include "api/json.h"
+tl__batch_t *tl__batch_decode(tl_api_t *api, tl_role_t role, const char *scope, const char *region,
+                              const char *body, size_t len, tl_api_err_t *err);
 void tl__slot_refuse(tl__slot_t *s, const char *code, const char *fmt, ...)
     __attribute__((format(printf, 3, 4)));
 void tl__batch_free(tl__batch_t *b);

@@ -22,7 +22,8 @@ void tl_buf_reset(tl_buf_t *b); /* len = 0, storage kept */
 TL_WUR int tl_buf_reserve(tl_buf_t *b, size_t extra);
 TL_WUR int tl_buf_append(tl_buf_t *b, const void *data, size_t len);
 TL_WUR int tl_buf_appendf(tl_buf_t *b, const char *fmt, ...) __attribute__((format(printf, 2, 3)));
-TL_WUR int tl_buf_vappendf(tl_buf_t *b, const char *fmt, va_list ap);
+TL_WUR int tl_buf_vappendf(tl_buf_t *b, const char *fmt, va_list ap)
+    __attribute__((format(printf, 2, 0)));
 /* Drops the first n bytes (n <= len). */
 void tl_buf_consume(tl_buf_t *b, size_t n);
 /* NUL-terminates and returns data ("" when empty); valid until the next change. */
