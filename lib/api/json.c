@@ -19,15 +19,39 @@ int tl_api_fail(tl_api_err_t *err, int status, const char *code, const char *fmt
   return -1;
 }
 
+/* 0: fine; 1: an object repeats a key; 2: nested deeper than any call needs (hostile). */
 static int has_duplicates(const cJSON *node, int depth) {
-  if (depth > 64) return 1; /* deeper than any call needs: treat as hostile */
+  if (depth > 32) return 2;
   for (const cJSON *c = node ? node->child : NULL; c; c = c->next) {
     if (cJSON_IsObject(node))
       for (const cJSON *d = c->next; d; d = d->next)
         if (c->string && d->string && strcmp(c->string, d->string) == 0) return 1;
-    if ((cJSON_IsObject(c) || cJSON_IsArray(c)) && has_duplicates(c, depth + 1)) return 1;
+    if (cJSON_IsObject(c) || cJSON_IsArray(c)) {
+      int rc = has_duplicates(c, depth + 1);
+      if (rc) return rc;
+    }
   }
   return 0;
+}
+
+/* The deepest nesting of [ and { in text, strings skipped; checked before parsing so that a
+ * hostile body never makes the parser recurse thousands of levels. */
+static int nesting(const char *p, size_t len) {
+  int depth = 0, max = 0, in_string = 0;
+  for (size_t i = 0; i < len; i++) {
+    char ch = p[i];
+    if (in_string) {
+      if (ch == '\\') i++;
+      else if (ch == '"') in_string = 0;
+    } else if (ch == '"') {
+      in_string = 1;
+    } else if (ch == '[' || ch == '{') {
+      if (++depth > max) max = depth;
+    } else if (ch == ']' || ch == '}') {
+      depth--;
+    }
+  }
+  return max;
 }
 
 cJSON *tl_json_parse_body(const char *body, size_t len, tl_api_err_t *err) {
@@ -37,6 +61,10 @@ cJSON *tl_json_parse_body(const char *body, size_t len, tl_api_err_t *err) {
   }
   if (memchr(body, '\0', len) != NULL) {
     tl_api_fail(err, 400, "invalid_json", "The body contains a NUL byte.");
+    return NULL;
+  }
+  if (nesting(body, len) > 32) {
+    tl_api_fail(err, 400, "too_deep", "The JSON nests deeper than 32 levels.");
     return NULL;
   }
   const char *end = NULL;
@@ -57,9 +85,13 @@ cJSON *tl_json_parse_body(const char *body, size_t len, tl_api_err_t *err) {
     tl_api_fail(err, 400, "invalid_json", "The body must be a JSON object.");
     return NULL;
   }
-  if (has_duplicates(root, 0)) {
+  int dup = has_duplicates(root, 0);
+  if (dup) {
     cJSON_Delete(root);
-    tl_api_fail(err, 400, "duplicate_key", "A JSON object repeats a key (or nests too deep).");
+    if (dup == 2)
+      tl_api_fail(err, 400, "too_deep", "The JSON nests deeper than 32 levels.");
+    else
+      tl_api_fail(err, 400, "duplicate_key", "A JSON object repeats a key.");
     return NULL;
   }
   return root;

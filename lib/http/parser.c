@@ -2,7 +2,10 @@
 #include "http/parser.h"
 
 #include <ctype.h>
+#include <stddef.h>
 #include <string.h>
+
+static size_t execute_once(tl_http_parser_t *p, const char *data, size_t len);
 
 static tl_http_parser_t *self(llhttp_t *l) { return l->data; }
 
@@ -65,9 +68,25 @@ static int on_header_field(llhttp_t *l, const char *at, size_t len) {
   return 0;
 }
 
+/* The byte k positions before at (1 = just before), looking back into the previous feed. */
+static char byte_before(const tl_http_parser_t *p, const char *at, size_t k) {
+  size_t here = (size_t)(at - p->feed_at);
+  if (k <= here) return at[-(ptrdiff_t)k];
+  k -= here;
+  return k <= 3 ? p->tail[3 - k] : 0;
+}
+
 static int on_header_value(llhttp_t *l, const char *at, size_t len) {
   tl_http_parser_t *p = self(l);
   if (count_header_bytes(p, len) != 0) return -1;
+  /* Obsolete line folding (RFC 9112 §5.2): a value span that starts right after CRLF (or
+   * after CRLF and a blank) continues the previous line. Refuse it, as the RFC allows, rather
+   * than guess how a proxy in front of us joined the lines. */
+  {
+    int k = byte_before(p, at, 1) == ' ' || byte_before(p, at, 1) == '\t' ? 2 : 1;
+    if (p->in_value && byte_before(p, at, (size_t)k) == '\n' && byte_before(p, at, (size_t)k + 1) == '\r')
+      return refuse(p, 400, "bad_request", "Folded header lines are not accepted.");
+  }
   tl_http_header_t *h = &p->req.headers[p->req.nheaders - 1];
   if (h->value_off == UINT32_MAX) h->value_off = (uint32_t)p->req.hbuf.len;
   p->in_value = 1;
@@ -80,6 +99,7 @@ static int on_header_value_complete(llhttp_t *l) {
   tl_http_parser_t *p = self(l);
   tl_http_header_t *h = &p->req.headers[p->req.nheaders - 1];
   if (h->value_off == UINT32_MAX) h->value_off = (uint32_t)p->req.hbuf.len; /* empty value */
+
   p->line_bytes = 0;
   return 0;
 }
@@ -151,8 +171,24 @@ void tl_http_parser_dispose(tl_http_parser_t *p) {
   tl_buf_dispose(&p->req.body);
 }
 
+static void keep_tail(tl_http_parser_t *p, const char *data, size_t used) {
+  for (size_t i = used > 3 ? used - 3 : 0; i < used; i++) {
+    p->tail[0] = p->tail[1];
+    p->tail[1] = p->tail[2];
+    p->tail[2] = data[i];
+  }
+}
+
 size_t tl_http_parser_feed(tl_http_parser_t *p, const char *data, size_t len) {
   if (p->state == TL_HTTP_PARSE_COMPLETE || p->state == TL_HTTP_PARSE_ERROR || len == 0) return 0;
+  p->feed_at = data;
+  size_t used = execute_once(p, data, len);
+  keep_tail(p, data, used);
+  return used;
+}
+
+/* One llhttp_execute and its outcome; returns the bytes consumed. */
+static size_t execute_once(tl_http_parser_t *p, const char *data, size_t len) {
   llhttp_errno_t e = llhttp_execute(&p->llhttp, data, len);
   if (e == HPE_OK) return len;
   const char *pos = llhttp_get_error_pos(&p->llhttp);

@@ -56,6 +56,8 @@ typedef struct {
   size_t header_bytes;   /* all header bytes so far */
   size_t line_bytes;     /* bytes of the current header line */
   int in_value;          /* the last header callback was a value */
+  const char *feed_at;   /* start of the bytes being fed (to look behind a span) */
+  char tail[3];          /* the last bytes fed before them, oldest first */
   int status;            /* on error: HTTP status to answer */
   const char *code;      /* on error: machine code, e.g. "header_too_large" */
   const char *message;   /* on error: one sentence for a person */
