@@ -25,8 +25,11 @@ CREATE FUNCTION tl_sees(p_role text, p_scope text, p_region text, o_region text,
     WHEN 'collector' THEN o_site = p_scope
     WHEN 'courier' THEN o_courier = p_scope
     WHEN 'lab' THEN p_scope = ANY (o_labs)
-    WHEN 'viewer' THEN left(o_region, length(p_region)) = p_region
-    WHEN 'supervisor' THEN left(o_region, length(p_region)) = p_region
+    -- a reader's scope is a region (prefix) or a single site
+    WHEN 'viewer' THEN CASE WHEN p_scope ~ '^[0-9]+$' THEN left(o_region, length(p_region)) = p_region
+                            ELSE o_site = p_scope END
+    WHEN 'supervisor' THEN CASE WHEN p_scope ~ '^[0-9]+$' THEN left(o_region, length(p_region)) = p_region
+                                ELSE o_site = p_scope END
     ELSE false END
 $$;
 
@@ -114,13 +117,14 @@ $$;
 -- positive (a single-tube positive), awaiting_recheck / resample (an open follow-up),
 -- negative (a negative result that answers the person), else pending. The result is
 -- returned once the status is final.
-CREATE FUNCTION tl_person_json(p_hmac text, p_role text, p_region text)
+CREATE FUNCTION tl_person_json(p_hmac text, p_role text, p_region text, p_site text)
 RETURNS jsonb LANGUAGE sql STABLE AS $$
   WITH visible AS (
     SELECT s.*, t.capacity, t.result, t.result_at, t.region AS tregion, t.rejected_at
     FROM samples s JOIN tubes t ON t.code = s.tube
     WHERE s.person = p_hmac
       AND (p_role = 'admin' OR left(t.region, length(p_region)) = p_region)
+      AND (p_site = '' OR s.site = p_site)
   ), fu AS (
     SELECT f.* FROM followups f WHERE f.person = p_hmac
       AND f.tube IN (SELECT tube FROM visible)

@@ -375,7 +375,8 @@ static void tokens_create_authed(tl_http_exchange_t *x, tl_api_t *api, const tl_
             " WHEN 'courier' THEN EXISTS (SELECT 1 FROM couriers WHERE code = $3)"
             " WHEN 'lab' THEN EXISTS (SELECT 1 FROM labs WHERE code = $3)"
             " WHEN 'admin' THEN true"
-            " ELSE EXISTS (SELECT 1 FROM regions WHERE code = $3) END RETURNING id",
+            " ELSE EXISTS (SELECT 1 FROM regions WHERE code = $3)"
+            "   OR EXISTS (SELECT 1 FROM sites WHERE code = $3) END RETURNING id",
             4, params, token_created, t);
   cJSON_Delete(root);
   return;

@@ -20,11 +20,15 @@ static const char auth_sql[] =
     " coalesce(CASE t.role WHEN 'collector' THEN (SELECT township FROM sites WHERE code = t.scope)"
     "  WHEN 'courier' THEN (SELECT county FROM couriers WHERE code = t.scope)"
     "  WHEN 'lab' THEN (SELECT county FROM labs WHERE code = t.scope)"
-    "  WHEN 'admin' THEN '' ELSE t.scope END, '-')"
+    "  WHEN 'admin' THEN ''"
+    "  ELSE coalesce((SELECT township FROM sites WHERE code = t.scope), t.scope) END, '-'),"
+    " CASE WHEN t.role IN ('viewer', 'supervisor') AND EXISTS (SELECT 1 FROM sites WHERE code = t.scope)"
+    "  THEN t.scope ELSE '' END"
     " FROM tokens t WHERE t.hash = $1 AND t.revoked_at IS NULL";
 
 int tl_principal_sees(const tl_principal_t *p, const char *region_code) {
   if (p->role == TL_ROLE_ADMIN) return 1;
+  if (p->site[0]) return 0; /* a site's reader sees its site, no region as a whole */
   return region_code && tl_region_contains(p->region, region_code);
 }
 
@@ -68,6 +72,7 @@ static void auth_done(void *arg, int status, const tl_db_result_t *res) {
   copy_str(p.token_id, sizeof p.token_id, tl_db_result_value(res, 0, 0));
   copy_str(p.scope, sizeof p.scope, tl_db_result_value(res, 0, 2));
   copy_str(p.region, sizeof p.region, tl_db_result_value(res, 0, 4));
+  copy_str(p.site, sizeof p.site, tl_db_result_value(res, 0, 5));
   if (!(j->roles & TL_ROLE_BIT(p.role))) {
     tl_http_reply_error(x, 403, "forbidden", "This token's role may not make this call.");
     goto out;

@@ -16,6 +16,7 @@ typedef struct {
   tl_role_t role;
   tl_code_t scope;     /* site, courier or lab code, or region code; "" for admin */
   tl_region_t region;  /* the region prefix the role may see; "" = everything (admin) */
+  tl_code_t site;      /* a viewer or supervisor scoped to one site: that site, else "" */
   char token_id[37];
 } tl_principal_t;
 
@@ -28,7 +29,8 @@ typedef void (*tl_api_authed_fn)(tl_http_exchange_t *x, tl_api_t *api, const tl_
 /* Authenticates x; calls next(x, api, principal) when the role is in roles. */
 void tl_api_auth(tl_api_t *api, tl_http_exchange_t *x, unsigned roles, tl_api_authed_fn next);
 
-/* May p see something in region code? (admin: all; others: prefix of their region). */
+/* May p see region code as a whole? (admin: all; a site's reader: none; others: a region
+ * inside theirs, by prefix). */
 int tl_principal_sees(const tl_principal_t *p, const char *region_code);
 
 #endif

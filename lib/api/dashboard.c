@@ -41,6 +41,10 @@ static int region_day_round(tl_http_exchange_t *x, const tl_principal_t *p, char
     tl_http_reply_error(x, 400, "invalid_region", "\"region\" must name a region (GB/T 2260) or a site.");
     return -1;
   }
+  if (*is_site && p->site[0] && strcmp(region, p->site) != 0) {
+    tl_http_reply_error(x, 404, "not_found", "There is no such site in your scope.");
+    return -1;
+  }
   if (!*is_site && !tl_principal_sees(p, region)) {
     tl_http_reply_error(x, 403, "out_of_scope", "The region is outside this token's scope.");
     return -1;

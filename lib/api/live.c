@@ -239,6 +239,10 @@ static void stream_authed(tl_http_exchange_t *x, tl_api_t *api, const tl_princip
     subscribe(x, api, p, l, 1);
     return;
   }
+  if (p->site[0] && strcmp(region, p->site) != 0) {
+    tl_http_reply_error(x, 404, "not_found", "There is no such site in your scope.");
+    return;
+  }
   check_t *k = calloc(1, sizeof *k);
   if (k == NULL) {
     tl_http_reply_error(x, 500, "internal", "Out of memory.");

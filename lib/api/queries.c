@@ -98,8 +98,8 @@ static void person_authed(tl_http_exchange_t *x, tl_api_t *api, const tl_princip
   }
   tl_pii_lookup_hmac(api->keys, id_type, norm, hmac);
   memset(norm, 0, sizeof norm);
-  const char *params[] = {hmac, role_names[p->role], p->region};
-  tl_api_db(api, x, "SELECT tl_person_json($1, $2, $3)::text", 3, params, json_or_404,
+  const char *params[] = {hmac, role_names[p->role], p->region, p->site};
+  tl_api_db(api, x, "SELECT tl_person_json($1, $2, $3, $4)::text", 4, params, json_or_404,
             strdup("person in your region"));
 }
 
@@ -165,11 +165,11 @@ static void anomalies_authed(tl_http_exchange_t *x, tl_api_t *api, const tl_prin
   char lim[8];
   snprintf(lim, sizeof lim, "%ld", limit);
   const char *params[] = {region, ns >= 0 ? state : NULL, nt >= 0 ? type : NULL,
-                          nc >= 0 ? cur_ts : NULL, nc >= 0 ? cur_id : NULL, lim};
+                          nc >= 0 ? cur_ts : NULL, nc >= 0 ? cur_id : NULL, lim, p->site};
   tl_api_db(api, x,
             "WITH page AS ("
             " SELECT a.* FROM anomalies a"
-            " WHERE left(a.region, length($1)) = $1"
+            " WHERE left(a.region, length($1)) = $1 AND ($7 = '' OR a.site = $7)"
             "  AND ($2::text IS NULL OR a.state = $2) AND ($3::text IS NULL OR a.type = $3)"
             "  AND ($4::bigint IS NULL OR ((extract(epoch FROM a.opened_at) * 1000000)::bigint, a.id)"
             "       < ($4::bigint, $5::uuid))"
@@ -181,7 +181,7 @@ static void anomalies_authed(tl_http_exchange_t *x, tl_api_t *api, const tl_prin
             "  'next_cursor', CASE WHEN (SELECT count(*) FROM page) > $6::int THEN"
             "   (SELECT (extract(epoch FROM l.opened_at) * 1000000)::bigint || '_' || l.id"
             "    FROM shown l ORDER BY l.opened_at, l.id LIMIT 1) END)::text",
-            6, params, json_or_404, NULL);
+            7, params, json_or_404, NULL);
 }
 
 void tl__api_anomalies(tl_http_exchange_t *x, void *ctx) {
@@ -239,20 +239,20 @@ static void anomaly_step(tl_http_exchange_t *x, tl_api_t *api, const tl_principa
     tl_http_reply_error(x, 400, "invalid_field", "The text is too long.");
     return;
   }
-  const char *params[] = {lower, p->role == TL_ROLE_ADMIN ? "" : p->region, v};
+  const char *params[] = {lower, p->role == TL_ROLE_ADMIN ? "" : p->region, v, p->site};
   /* Found-but-closed answers (id, NULL) so the caller can say 409 rather than 404. */
   const char *sql = resolve
       ? "WITH target AS (SELECT subject, id, state FROM anomalies WHERE id = $1"
-        " AND left(region, length($2)) = $2), done AS (UPDATE anomalies a SET state = 'resolved',"
+        " AND left(region, length($2)) = $2 AND ($4 = '' OR site = $4)), done AS (UPDATE anomalies a SET state = 'resolved',"
         " note = $3, resolved_at = now() FROM target t WHERE a.subject = t.subject AND a.id = t.id"
         " AND t.state IN ('open', 'acknowledged') RETURNING a.*)"
         " SELECT t.id, (SELECT tl_anomaly_json(d::anomalies)::text FROM done d) FROM target t"
       : "WITH target AS (SELECT subject, id, state FROM anomalies WHERE id = $1"
-        " AND left(region, length($2)) = $2), done AS (UPDATE anomalies a SET state = 'acknowledged',"
+        " AND left(region, length($2)) = $2 AND ($4 = '' OR site = $4)), done AS (UPDATE anomalies a SET state = 'acknowledged',"
         " owner = $3, acknowledged_at = coalesce(a.acknowledged_at, now()) FROM target t"
         " WHERE a.subject = t.subject AND a.id = t.id AND t.state IN ('open', 'acknowledged') RETURNING a.*)"
         " SELECT t.id, (SELECT tl_anomaly_json(d::anomalies)::text FROM done d) FROM target t";
-  tl_api_db(api, x, sql, 3, params, anomaly_changed, NULL);
+  tl_api_db(api, x, sql, 4, params, anomaly_changed, NULL);
   cJSON_Delete(root);
 }
 
@@ -278,7 +278,7 @@ static void followups_authed(tl_http_exchange_t *x, tl_api_t *api, const tl_prin
     tl_http_reply_error(x, 400, "invalid_field", "\"state\" must be open, closed or all.");
     return;
   }
-  const char *params[] = {region, state};
+  const char *params[] = {region, state, p->site};
   tl_api_db(api, x,
             "SELECT jsonb_build_object('followups', coalesce(jsonb_agg(jsonb_build_object("
             " 'tube', f.tube, 'round', f.round, 'region', f.region, 'kind', f.kind,"
@@ -288,8 +288,9 @@ static void followups_authed(tl_http_exchange_t *x, tl_api_t *api, const tl_prin
             "   'name', p.name_masked, 'phone', p.phone_masked))"
             " ORDER BY f.opened_at, f.tube), '[]'))::text"
             " FROM followups f JOIN persons p ON p.hmac = f.person"
-            " WHERE left(f.region, length($1)) = $1 AND ($2 = 'all' OR f.state = $2)",
-            2, params, json_or_404, NULL);
+            " WHERE left(f.region, length($1)) = $1 AND ($2 = 'all' OR f.state = $2)"
+            "  AND ($3 = '' OR f.site = $3)",
+            3, params, json_or_404, NULL);
 }
 
 void tl__api_followups(tl_http_exchange_t *x, void *ctx) {
