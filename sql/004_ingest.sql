@@ -9,12 +9,22 @@
 -- interleaving of the devices' streams converges to the same follow-ups and anomalies.
 
 CREATE FUNCTION tl_load(p_locks bigint[], p_ids uuid[], p_tubes text[], p_boxes text[],
-                        p_rounds text[], p_labs text[]) RETURNS jsonb
+                        p_rounds text[], p_labs text[], p_persons text[]) RETURNS jsonb
 LANGUAGE plpgsql AS $$
 DECLARE
   r jsonb;
 BEGIN
   PERFORM pg_advisory_xact_lock(k) FROM (SELECT DISTINCT k FROM unnest(p_locks) AS k ORDER BY k) l;
+  -- Then the persons of those tubes (and of the new samples): a person's follow-ups and
+  -- status depend on all of their tubes, so two groups touching different tubes of the same
+  -- person (a pooled result and its single-tube result from another lab) must not derive
+  -- them at the same time. Taken after the object locks, in one sorted pass, so groups never
+  -- wait on each other in a cycle.
+  PERFORM pg_advisory_xact_lock(k) FROM (
+    SELECT DISTINCT hashtextextended('person:' || x, 0) AS k
+    FROM (SELECT s.person FROM samples s WHERE s.tube = ANY (p_tubes)
+          UNION SELECT unnest(p_persons)) q(x)
+    ORDER BY k) l;
   SELECT jsonb_build_object(
     'events', (SELECT coalesce(jsonb_agg(jsonb_build_object('id', e.id, 'digest', e.digest,
                  'anomalies', to_jsonb(e.anomalies))), '[]') FROM events e WHERE e.id = ANY (p_ids)),

@@ -172,6 +172,7 @@ BEGIN
   JOIN sites st ON st.code = c.site
   JOIN tat h USING (round, site) JOIN hourly hr USING (round, site) JOIN persons pe USING (round, site)
   JOIN anomaly_counts a USING (round, site) JOIN followup_counts f USING (round, site)
+  ORDER BY c.round, c.site -- the same row order in every transaction: no lock cycles
   ON CONFLICT (round, code) DO UPDATE SET
     persons_sampled = EXCLUDED.persons_sampled, persons_returned = EXCLUDED.persons_returned,
     tubes_open = EXCLUDED.tubes_open, tubes_sealed = EXCLUDED.tubes_sealed,
@@ -215,6 +216,7 @@ BEGIN
     FROM targets g JOIN regions r ON r.code = g.code
     LEFT JOIN stats c ON c.round = g.round AND c.parent = g.code
     GROUP BY g.round, g.code, r.level, r.parent
+    ORDER BY g.round, g.code
     ON CONFLICT (round, code) DO UPDATE SET
       persons_sampled = EXCLUDED.persons_sampled, persons_returned = EXCLUDED.persons_returned,
       tubes_open = EXCLUDED.tubes_open, tubes_sealed = EXCLUDED.tubes_sealed,

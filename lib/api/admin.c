@@ -49,8 +49,8 @@ typedef int (*item_check_fn)(const cJSON *item, const char *where, tl_api_err_t 
 static int check_name(const cJSON *item, const char *where, tl_api_err_t *err) {
   const char *name = tl_json_str(item, "name", 1, where, err, NULL);
   if (name == NULL) return -1;
-  if (!tl_name_valid(name, strlen(name)) || strlen(name) > 100)
-    return tl_api_fail(err, 400, "invalid_field", "%s: \"name\" must be 1-100 bytes of text.", where);
+  if (!tl_label_valid(name, strlen(name), 100))
+    return tl_api_fail(err, 400, "invalid_field", "%s: \"name\" must be 1-100 characters of text.", where);
   return 0;
 }
 
@@ -356,8 +356,8 @@ static void tokens_create_authed(tl_http_exchange_t *x, tl_api_t *api, const tl_
     tl_api_fail(&err, 400, "invalid_scope", "\"scope\" must be a site, courier, lab or region code.");
     goto bad;
   }
-  if (label && (!tl_name_valid(label, strlen(label)) || strlen(label) > 200)) {
-    tl_api_fail(&err, 400, "invalid_field", "\"label\" must be up to 200 bytes of text.");
+  if (label && label[0] && !tl_label_valid(label, strlen(label), 200)) {
+    tl_api_fail(&err, 400, "invalid_field", "\"label\" must be up to 200 characters of text.");
     goto bad;
   }
   token_ctx_t *t = calloc(1, sizeof *t);

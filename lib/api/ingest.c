@@ -447,10 +447,10 @@ static void step_begin_done(void *arg, int status, const tl_db_result_t *res) {
     group_fail(g, status, res, "begin");
     return;
   }
-  tl_buf_t locks, ids, tubes, boxes, rounds, labs;
-  tl_buf_t *all[] = {&locks, &ids, &tubes, &boxes, &rounds, &labs};
+  tl_buf_t locks, ids, tubes, boxes, rounds, labs, persons;
+  tl_buf_t *all[] = {&locks, &ids, &tubes, &boxes, &rounds, &labs, &persons};
   int rc = 0;
-  for (int k = 0; k < 6; k++) {
+  for (int k = 0; k < 7; k++) {
     tl_buf_init(all[k]);
     rc |= tl_buf_append(all[k], "{", 1);
   }
@@ -478,18 +478,20 @@ static void step_begin_done(void *arg, int status, const tl_db_result_t *res) {
       rc |= arr_add(&locks, num);
     }
     if (s->ev.round[0]) rc |= arr_add(&rounds, s->ev.round);
+    if (s->ev.type == TL_EV_SAMPLE_ADD) rc |= arr_add(&persons, s->ev.person);
     if (s->ev.lab[0]) rc |= arr_add(&labs, s->ev.lab);
   }
-  for (int k = 0; k < 6; k++) rc |= tl_buf_append(all[k], "}", 1);
+  for (int k = 0; k < 7; k++) rc |= tl_buf_append(all[k], "}", 1);
   if (rc == 0) {
-    const char *params[] = {tl_buf_cstr(&locks), tl_buf_cstr(&ids), tl_buf_cstr(&tubes),
-                            tl_buf_cstr(&boxes), tl_buf_cstr(&rounds), tl_buf_cstr(&labs)};
+    const char *params[] = {tl_buf_cstr(&locks), tl_buf_cstr(&ids),   tl_buf_cstr(&tubes),
+                            tl_buf_cstr(&boxes), tl_buf_cstr(&rounds), tl_buf_cstr(&labs),
+                            tl_buf_cstr(&persons)};
     rc = tl_db_conn_exec(g->conn,
                          "SELECT tl_load($1::bigint[], $2::uuid[], $3::text[], $4::text[],"
-                         " $5::text[], $6::text[])::text",
-                         6, params, step_load_done, g);
+                         " $5::text[], $6::text[], $7::text[])::text",
+                         7, params, step_load_done, g);
   }
-  for (int k = 0; k < 6; k++) tl_buf_dispose(all[k]);
+  for (int k = 0; k < 7; k++) tl_buf_dispose(all[k]);
   if (rc != 0) group_fail(g, rc < 0 ? rc : TL_ENOMEM, NULL, "load");
 }
 

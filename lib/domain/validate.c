@@ -508,3 +508,15 @@ int tl_name_valid(const char *s, size_t len) {
   }
   return 1;
 }
+
+int tl_label_valid(const char *s, size_t len, size_t max_chars) {
+  if (len == 0 || !tl_utf8_valid(s, len)) return 0;
+  size_t chars = 0;
+  for (size_t i = 0; i < len; i++) {
+    unsigned char ch = (unsigned char)s[i];
+    if (ch < 0x20 || ch == 0x7f) return 0;
+    if ((ch & 0xc0) != 0x80) chars++; /* a lead byte starts a character */
+    if (ch == 0xc2 && i + 1 < len && (unsigned char)s[i + 1] < 0xa0) return 0; /* C1 controls */
+  }
+  return chars <= max_chars;
+}

@@ -134,6 +134,9 @@ TL_WUR int tl_phone_normalize(const char *in, size_t len, char *out, size_t outl
 /* A person's name: valid UTF-8, 1-64 bytes, no control characters (U+0000-U+001F, U+007F,
  * U+0080-U+009F). */
 TL_WUR int tl_name_valid(const char *s, size_t len);
+/* A registry name or label: valid UTF-8, no control characters, 1 to max_chars characters
+ * (code points; the schema counts characters too). */
+TL_WUR int tl_label_valid(const char *s, size_t len, size_t max_chars);
 
 /* Strict UTF-8 (RFC 3629): no overlong forms, no surrogates, nothing above U+10FFFF.
  * An empty string is valid. */

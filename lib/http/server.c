@@ -7,6 +7,7 @@
 
 #include <stdlib.h>
 #include <string.h>
+#include <strings.h>
 
 /* Stop reading while this much of our answers waits for the client (slow reader). */
 #define WRITE_HIGH_WATER (256 * 1024)
@@ -402,7 +403,16 @@ static void conn_process(conn_t *c) {
       if (c->state == CONN_IDLE) conn_set_state(c, CONN_HEAD);
       break;
     case TL_HTTP_PARSE_BODY:
-      if (c->state != CONN_BODY) conn_set_state(c, CONN_BODY);
+      if (c->state != CONN_BODY) {
+        conn_set_state(c, CONN_BODY);
+        /* A client that asks before sending its body gets the go-ahead (RFC 9110 §10.1.1);
+         * a body too large was already refused from the head. */
+        size_t n = 0;
+        const char *expect = tl_http_request_header(&c->parser.req, "expect", &n);
+        if (expect && n == 12 && strncasecmp(expect, "100-continue", 12) == 0 && c->in.len == 0 &&
+            tl_stream_write(&c->stream, "HTTP/1.1 100 Continue\r\n\r\n", 25) != 0)
+          c->close_after = 1;
+      }
       break;
     case TL_HTTP_PARSE_COMPLETE: conn_dispatch(c); break;
     case TL_HTTP_PARSE_ERROR:

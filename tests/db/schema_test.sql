@@ -124,14 +124,15 @@ DO $$
 DECLARE r jsonb;
 BEGIN
   r := tl_load(ARRAY[3, 1, 2]::bigint[], ARRAY['00000000-0000-4000-8000-000000000001']::uuid[],
-               ARRAY['T00001'], ARRAY[]::text[], ARRAY[]::text[], ARRAY['L1']);
+               ARRAY['T00001'], ARRAY[]::text[], ARRAY[]::text[], ARRAY['L1'], ARRAY[]::text[]);
   IF jsonb_array_length(r -> 'events') <> 1 OR jsonb_array_length(r -> 'tubes') <> 1
      OR jsonb_array_length(r -> 'samples') <> 2 OR r -> 'labs' <> '["L1"]'
      OR (r -> 'rounds' -> 0 ->> 'code') <> 'R1' THEN
     RAISE EXCEPTION 'tl_load returned %', r;
   END IF;
-  IF (SELECT count(*) FROM pg_locks WHERE locktype = 'advisory' AND pid = pg_backend_pid()) <> 3 THEN
-    RAISE EXCEPTION 'tl_load did not take the three advisory locks';
+  -- three object locks, and one per person of tube T00001 (two)
+  IF (SELECT count(*) FROM pg_locks WHERE locktype = 'advisory' AND pid = pg_backend_pid()) <> 5 THEN
+    RAISE EXCEPTION 'tl_load did not take the five advisory locks';
   END IF;
 END $$;
 
