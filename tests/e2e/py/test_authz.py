@@ -14,7 +14,7 @@ every table is the same before and after. Objects outside the caller's scope are
 that they exist), regions outside it 403. A token in the query string is refused with 400
 token_in_url and never reaches the log.
 """
-import json
+import hashlib
 import random
 import secrets
 import unittest
@@ -286,6 +286,7 @@ class Authz(T.EnvCase):
         self.assertEqual(e.admin.delete("/v1/admin/tokens/00000000-0000-4000-8000-000000000000").status, 404)
         # a token is stored only as its SHA-256
         self.assertEqual(e.db.count("tokens", "hash = '%s'" % secret), 0)
+        self.assertEqual(e.db.count("tokens", "hash = '%s'" % hashlib.sha256(secret.encode()).hexdigest()), 1)
         self.assertNotIn(secret, e.db.dump())
 
     def test_scope_must_exist(self):

@@ -4,10 +4,13 @@ streams ends in the same tubes, boxes, follow-ups and open anomalies."
 
 A seeded generator makes a realistic round: three sampling points, each with its own phone
 (device stream), two couriers and two labs; pooled tubes (some partly filled, some sealed with
-a miscounted number), a person sampled at two sites (person_repeat), boxes to either lab, one
-box delivered to and received by the wrong lab, one tube left unscanned in its box
-(tube_missing), pooled positives whose persons are called back, sampled again into 1-in-1
-tubes, transported and tested (follow-ups closed, one single-tube positive).
+a miscounted number), a person sampled at two sites (person_repeat), boxes to either lab (some
+scanned twice at pickup, some scanned at delivery by the lab too), one box delivered to and
+received by the wrong lab, one tube left unscanned in its box (tube_missing), one tube found in
+another box than its own (tube_unexpected), a tube rejected for a leak, a result corrected with
+amend, pooled positives: the persons of the positive and of the rejected tube are called back,
+sampled again into 1-in-1 tubes, transported and tested (follow-ups closed, one single-tube
+positive).
 
 The same per-device streams are then replayed in N interleavings — the first in event-time
 order, the others random (uniform, couriers and labs long before the sites, one site uploading
@@ -20,11 +23,18 @@ that a daemon that derived nothing could not pass.
 
 TUBELOOP_CONVERGENCE_RUNS sets N (default 8); TUBELOOP_CONVERGENCE_SEED replays a seed (the
 seed is printed, and named in every failure).
+
+Two fixed cases pin down what the property test finds, each replayed in two arrival orders
+(ArrivalOrder): a result amended from invalid to negative, and a tube found in another site's
+box while its own site's phone uploads last. ConcurrentDevices sends a pooled positive and the
+single-tube result of its person at the same moment on two connections: requests in flight
+together are an arrival order too, and must end as they do one after the other.
 """
 import json
 import os
 import random
 import sys
+import threading
 import time
 import unittest
 import uuid
@@ -233,7 +243,7 @@ class Scenario:
             allev = sorted(((e, d) for d in self.streams for e in self.streams[d]),
                            key=lambda x: (T.parse_time(x[0]["at"]), x[0]["_seq"]))
             for e, d in allev:
-                if batches and batches[-1][0] == d and len(batches[-1][1]) < 5:
+                if batches and batches[-1][0] == d and len(batches[-1][1]) < 10:
                     batches[-1][1].append(e)
                 else:
                     batches.append((d, [e]))
@@ -286,8 +296,16 @@ class Convergence(unittest.TestCase):
         finally:
             os.umask(old)
 
+        # every run starts from a copy of one freshly migrated, empty database
+        try:
+            cls.template = T.Database("convtpl")
+        except BaseException:
+            os.remove(cls.keys)
+            raise
+
     @classmethod
     def tearDownClass(cls):
+        cls.template.drop()
         if os.path.exists(cls.keys) and not T.keep():
             os.remove(cls.keys)
 
@@ -300,7 +318,7 @@ class Convergence(unittest.TestCase):
     def replay(self, sc, run):
         rng = random.Random(self.seed * 1000 + run)
         batches, strategy = sc.interleave(run, rng)
-        env = T.Env("conv%d" % run, keys_from=self.keys)
+        env = T.Env("conv%d" % run, keys_from=self.keys, template=self.template.name)
         ok = False
         try:
             env.make_round(ROUND, pool_size=10, day=sc.clock.day())
@@ -336,11 +354,10 @@ class Convergence(unittest.TestCase):
         self.assertEqual(sorted(t for t in tubes if tubes[t]["result"] == "positive" and tubes[t]["capacity"] > 1),
                          sc.plan["positives"], where)
         fus = snap["followups"]
-        live = [f for f in fus if f["state"] != "cancelled"]
-        self.assertEqual(len(live), len(sc.plan["followups"]), where)
-        self.assertTrue(all(f["state"] == "closed" for f in live), (where, live))
+        self.assertEqual(len(fus), len(sc.plan["followups"]), where)
+        self.assertTrue(all(f["state"] == "closed" for f in fus), (where, fus))
         want_fu = sorted(v for v in sc.plan["followups"].values())
-        self.assertEqual(sorted((f["kind"], f["linked_tube"], f["result"]) for f in live), want_fu, where)
+        self.assertEqual(sorted((f["kind"], f["linked_tube"], f["result"]) for f in fus), want_fu, where)
         an = sorted((a[1], a[0]) for a in snap["open_anomalies"] if a[1] != "person_repeat")
         want = sorted([("tube_missing", sc.plan["missing"]), ("wrong_lab", sc.plan["wrong_lab"])]
                       + [("seal_count_mismatch", t) for t in sc.plan["seal_mismatch"]]
@@ -473,6 +490,69 @@ class ArrivalOrder(unittest.TestCase):
         self.assertEqual(in_order, s2_last,
                          "open anomalies (subject, type, region) and the subjects the supervisor of %s "
                          "sees: S2's phone on time -> %s; S2's phone last -> %s" % (T.TOWN1, in_order, s2_last))
+
+class ConcurrentDevices(unittest.TestCase):
+    """Arrival order also means requests in flight at the same moment (several devices, several
+    daemons). A pooled positive and the single-tube result of one of its persons, sent at the
+    same time on two connections, must leave the follow-up closed, as they do one after the
+    other."""
+
+    PAIRS = 20
+
+    def test_pooled_and_single_results_at_once(self):
+        env = T.Env("concurrent")
+        try:
+            c, rng = T.Clock(hours_back=3), random.Random(13)
+            env.make_round(ROUND, pool_size=10, day=c.day())
+            site, lab = env.client("collector", "S1"), env.client("lab", "L1")
+            pairs, batch = [], []
+            for k in range(self.PAIRS):
+                p = T.person(T.resident_id(rng))
+                pooled, single = "CV-CP-%04d" % k, "CV-CS-%04d" % k
+                batch += [T.tube_open(c.at(0), pooled, ROUND), T.sample_add(c.at(1), pooled, p),
+                          T.tube_seal(c.at(2), pooled, 1), T.tube_open(c.at(10), single, ROUND, 1),
+                          T.sample_add(c.at(11), single, p), T.tube_seal(c.at(12), single, 1)]
+                pairs.append((pooled, single, p))
+            site.send_ok(batch)
+            for k, (pooled, single, _) in enumerate(pairs):
+                for box, tube in (("CV-CPB-%04d" % k, pooled), ("CV-CSB-%04d" % k, single)):
+                    site.send_ok([T.box_pack(c.at(20), box, [tube]), T.box_seal(c.at(21), box, "L1", 1)])
+                    lab.send_ok([T.box_receive(c.at(60), box, [tube])])
+            secret = env.tokens[("lab", "L1")][1]
+            conns = [env.daemon.client(secret), env.daemon.client(secret)]
+            errors = []
+
+            def send(cl, e, gate):
+                gate.wait()
+                try:
+                    r = cl.post("/v1/events", {"events": [e]})
+                    if r.status != 200 or r.json["results"][0]["status"] != "accepted":
+                        errors.append(r.text)
+                except Exception as x:  # noqa: BLE001 - reported below
+                    errors.append(repr(x))
+
+            for pooled, single, _ in pairs:
+                gate = threading.Barrier(2)
+                th = [threading.Thread(target=send, args=(conns[0], T.tube_result(c.at(90), pooled, "positive"), gate)),
+                      threading.Thread(target=send, args=(conns[1], T.tube_result(c.at(95), single, "negative"), gate))]
+                for t in th:
+                    t.start()
+                for t in th:
+                    t.join()
+            self.assertEqual(errors, [])
+            fus = env.admin.followups(state="all").json["followups"]
+            self.assertEqual(len(fus), self.PAIRS)
+            stuck = sorted("%s (linked %s, result %s)" % (f["tube"], f["linked_tube"], f["result"])
+                           for f in fus if f["state"] != "closed")
+            statuses = [env.admin.lookup(p["id_number"]).json["rounds"][0]["status"] for _, _, p in pairs]
+            self.assertEqual(len(stuck), 0, "%d of %d follow-ups stay open although their single tube has a "
+                             "result (e.g. %s); person statuses %s"
+                             % (len(stuck), self.PAIRS, ", ".join(stuck[:2]),
+                                {s: statuses.count(s) for s in set(statuses)}))
+            self.assertEqual(statuses, ["negative"] * self.PAIRS)
+        finally:
+            env.close()
+
 
 if __name__ == "__main__":
     unittest.main(verbosity=2)

@@ -15,7 +15,6 @@ searched the same way, and the masked forms are checked where the answers show p
 230126********123X, 张** (first character kept), 138****5678.
 """
 import random
-import re
 import unittest
 
 import tubeloop_test as T
@@ -33,7 +32,7 @@ class Pii(T.EnvCase):
     def prepare(cls):
         e = cls.env
         cls.rng = rng = random.Random(35273)
-        cls.clock = c = T.Clock(hours_back=10)
+        cls.clock = T.Clock(hours_back=10)
         e.make_round(R, pool_size=10)
         # Synthetic names that occur nowhere in the database or the log before any person was
         # sent: a later hit can only be a leak.
@@ -138,6 +137,11 @@ class Pii(T.EnvCase):
             out.append((what, s.encode("utf-8")))
 
         for p in self.residents + [self.refused, self.conflict, self.full]:
+            add("id", p["id"])
+            add("id lower-case x", p["id"].lower())
+            add("id full-width", T.fullwidth(p["id"]))
+            if "sent" in p:
+                add("id as sent", p["sent"].strip(" \u3000"))
             add("id digits", p["id"][:17])
             add("id full-width digits", T.fullwidth(p["id"][:17]))
             add("name", p["name"])

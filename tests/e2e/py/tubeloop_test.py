@@ -16,15 +16,16 @@ names, phones — never real people's), event builders, a standard registry (cou
 巴彦县 with two townships) and tokens of every role. Python standard library only.
 """
 import datetime
+import errno
 import http.client
 import json
 import os
-import random
 import re
 import shutil
 import signal
 import ssl
 import subprocess
+import sys
 import tempfile
 import time
 import unittest
@@ -54,7 +55,15 @@ def run(argv, timeout=120, check=True, env=None, stdout_path=None):
     """Runs argv to completion; returns (rc, stdout, stderr) as text."""
     out = open(stdout_path, "wb") if stdout_path else subprocess.PIPE
     try:
-        p = subprocess.run(argv, stdout=out, stderr=subprocess.PIPE, timeout=timeout, env=env)
+        for attempt in range(50):
+            try:
+                p = subprocess.run(argv, stdout=out, stderr=subprocess.PIPE, timeout=timeout, env=env)
+                break
+            except OSError as e:
+                # a binary being relinked by a concurrent build: wait for it
+                if e.errno not in (errno.ETXTBSY, errno.EACCES, errno.ENOENT) or attempt == 49:
+                    raise
+                time.sleep(0.2)
     finally:
         if stdout_path:
             out.close()
@@ -72,7 +81,8 @@ def run(argv, timeout=120, check=True, env=None, stdout_path=None):
 class Database:
     """A fresh, migrated database in the test cluster."""
 
-    def __init__(self, label):
+    def __init__(self, label, template=None):
+        """template: the name of a migrated database to copy (faster than migrating again)."""
         self.base = need_env("TUBELOOP_TEST_DB")
         self.pg_sh = need_env("TUBELOOP_TEST_PG_SH")
         self.pg_dir = need_env("TUBELOOP_TEST_PG_DIR")
@@ -81,11 +91,15 @@ class Database:
             raise RuntimeError("TUBELOOP_TEST_DB has no dbname=")
         self.conninfo = re.sub(r"\bdbname=\S+", "dbname=" + self.name, self.base)
         self._session = None
-        run([self.pg_sh, "psql", self.pg_dir, "-q", "-c", 'CREATE DATABASE "%s"' % self.name])
-        run([need_env("TUBELOOPD"), "migrate", "--db", self.conninfo])
+        if template:
+            run([self.pg_sh, "psql", self.pg_dir, "-q", "-c",
+                 'CREATE DATABASE "%s" TEMPLATE "%s"' % (self.name, template)])
+        else:
+            run([self.pg_sh, "psql", self.pg_dir, "-q", "-c", 'CREATE DATABASE "%s"' % self.name])
+            run([need_env("TUBELOOPD"), "migrate", "--db", self.conninfo])
 
     def psql(self, sql):
-        """Rows of the query as lists of strings (NULL is ''), tab separated by psql -At. One
+        """Rows of the query as lists of strings (NULL is ''; values must be one line). One
         psql process serves every query of the module (spawning one per query would dominate
         tests that snapshot the database around hundreds of calls)."""
         if self._session is None or self._session.poll() is not None:
@@ -201,8 +215,19 @@ class Daemon:
         if self.log_level:
             argv += ["--log-level", self.log_level]
         logf = open(self.log, "ab")
-        self.proc = subprocess.Popen(argv, stdout=logf, stderr=logf, env=env)
-        logf.close()
+        try:
+            for attempt in range(50):
+                try:
+                    self.proc = subprocess.Popen(argv, stdout=logf, stderr=logf, env=env)
+                    break
+                except OSError as e:
+                    # the binary being relinked by a concurrent build (ETXTBSY, or briefly not
+                    # executable): wait for the build, not a test failure
+                    if e.errno not in (errno.ETXTBSY, errno.EACCES, errno.ENOENT) or attempt == 49:
+                        raise
+                    time.sleep(0.2)
+        finally:
+            logf.close()
         deadline = time.monotonic() + timeout
         self.port = None
         while time.monotonic() < deadline:
@@ -371,8 +396,15 @@ class Client:
         return self.request("DELETE", path)
 
     def send(self, events):
-        """POST /v1/events; asserts 200 and one result per event, returns the results."""
-        r = self.post("/v1/events", {"events": events})
+        """POST /v1/events; asserts 200 and one result per event, returns the results. A 503
+        (DESIGN §5: database unavailable — retry) is retried as a phone would, and noted on
+        stderr."""
+        for attempt in range(20):
+            r = self.post("/v1/events", {"events": events})
+            if r.status != 503:
+                break
+            print("note: POST /v1/events answered 503 (%s); retrying" % r.error_code, file=sys.stderr)
+            time.sleep(0.1 * (attempt + 1))
         if r.status != 200 or not isinstance(r.json, dict) or len(r.json.get("results", [])) != len(events):
             raise AssertionError("POST /v1/events: %s %s" % (r.status, r.text[:2000]))
         return r.json["results"]
@@ -629,8 +661,8 @@ COURIERS = [
 class Env:
     """A started database + daemon + admin client, with the registry loaded."""
 
-    def __init__(self, label, log_level=None, registry=True, keys_from=None):
-        self.db = Database(label)
+    def __init__(self, label, log_level=None, registry=True, keys_from=None, template=None):
+        self.db = Database(label, template=template)
         self.daemon = None
         try:
             self.daemon = Daemon(self.db, label, log_level=log_level, keys_from=keys_from).start()
