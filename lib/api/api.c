@@ -84,6 +84,7 @@ int tl_api_routes(tl_router_t *r, tl_api_t *api) {
   bad |= tl_router_add(r, "POST", "/v1/anomalies/{id}/ack", tl__api_anomaly_ack, api) < 0;
   bad |= tl_router_add(r, "POST", "/v1/anomalies/{id}/resolve", tl__api_anomaly_resolve, api) < 0;
   bad |= tl_router_add(r, "GET", "/v1/followups", tl__api_followups, api) < 0;
+  bad |= tl_router_add(r, "GET", "/v1/whoami", tl__api_whoami, api) < 0;
   bad |= tl_router_add(r, "GET", "/v1/stats", tl__api_stats, api) < 0;
   bad |= tl_router_add(r, "GET", "/v1/stats/charts", tl__api_charts, api) < 0;
   bad |= tl_router_add(r, "GET", "/v1/ledger", tl__api_ledger, api) < 0;

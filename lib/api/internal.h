@@ -26,6 +26,7 @@ void tl__api_anomalies(tl_http_exchange_t *x, void *ctx);
 void tl__api_anomaly_ack(tl_http_exchange_t *x, void *ctx);
 void tl__api_anomaly_resolve(tl_http_exchange_t *x, void *ctx);
 void tl__api_followups(tl_http_exchange_t *x, void *ctx);
+void tl__api_whoami(tl_http_exchange_t *x, void *ctx);
 void tl__api_stats(tl_http_exchange_t *x, void *ctx);
 void tl__api_charts(tl_http_exchange_t *x, void *ctx);
 void tl__api_ledger(tl_http_exchange_t *x, void *ctx);

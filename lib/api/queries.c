@@ -296,3 +296,19 @@ static void followups_authed(tl_http_exchange_t *x, tl_api_t *api, const tl_prin
 void tl__api_followups(tl_http_exchange_t *x, void *ctx) {
   tl_api_auth(ctx, x, TL_ROLES_READERS, followups_authed);
 }
+
+/* GET /v1/whoami: the caller's role and scope, so a dashboard can start in the right region
+ * and show only the actions the role may take. Any valid token; never the token itself. */
+static void whoami_authed(tl_http_exchange_t *x, tl_api_t *api, const tl_principal_t *p) {
+  const char *params[] = {p->token_id, role_names[p->role], p->scope, p->region, p->site};
+  tl_api_db(api, x,
+            "SELECT jsonb_build_object('role', $2::text, 'scope', nullif($3, ''),"
+            " 'label', (SELECT label FROM tokens WHERE id = $1::uuid),"
+            " 'region', (SELECT jsonb_build_object('code', r.code, 'name', r.name, 'level', r.level)"
+            "            FROM regions r WHERE r.code = nullif($4, '')),"
+            " 'site', (SELECT jsonb_build_object('code', s.code, 'name', s.name, 'township', s.township)"
+            "          FROM sites s WHERE s.code = nullif($5, '') OR ($2 = 'collector' AND s.code = $3)))::text",
+            5, params, json_or_404, NULL);
+}
+
+void tl__api_whoami(tl_http_exchange_t *x, void *ctx) { tl_api_auth(ctx, x, TL_ROLES_ALL, whoami_authed); }

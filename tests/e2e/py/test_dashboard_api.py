@@ -169,6 +169,17 @@ class StatsAgainstRawTables(T.EnvCase):
         self.assertEqual(self.viewer.get("/v1/stats?region=%s&day=2021-02-30" % T.COUNTY).status, 400)
         self.assertEqual(self.env.client("collector", "S1").get("/v1/stats?region=S1").status, 403)
 
+    def test_whoami(self):
+        me = self.viewer.get("/v1/whoami")
+        self.assertEqual(me.status, 200, me.text)
+        self.assertEqual(me.json["role"], "viewer")
+        self.assertEqual(me.json["region"], {"code": T.COUNTY, "name": "巴彦县", "level": "county"})
+        self.assertIsNone(me.json["site"])
+        col = self.env.client("collector", "S1").get("/v1/whoami").json
+        self.assertEqual((col["role"], col["scope"], col["site"]["code"]), ("collector", "S1", "S1"))
+        self.assertEqual(self.env.daemon.client(None).get("/v1/whoami").status, 401)
+        self.assertNotIn("tl_", json.dumps(me.json))
+
     def test_charts_come_from_the_same_rollups(self):
         ch = self.viewer.get("/v1/stats/charts?region=%s&round=RD" % T.COUNTY).json
         st = self.viewer.get("/v1/stats?region=%s&round=RD" % T.COUNTY).json
