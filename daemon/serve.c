@@ -60,12 +60,14 @@ static void on_signal(uv_signal_t *h, int signum) {
   daemon_t *d = h->data;
   if (d->stopping) return;
   d->stopping = 1;
-  tl_log(TL_LOG_INFO, "stopping", "signal=%d connections=%zu", signum,
-         tl_http_server_connections(d->server));
-  /* Live streams never finish by themselves: end them first, then drain the rest. */
+  size_t open = tl_http_server_connections(d->server);
+  /* Stop accepting first (the listener closes now), then end the live streams, which never
+   * finish by themselves, and let the rest drain. The log line comes last: once it is
+   * written, no new connection gets in. */
+  tl_http_server_shutdown(d->server, d->cfg->shutdown_timeout_ms, on_server_drained, d);
   if (d->live) tl_live_stop(d->live, on_live_stopped, d);
   d->live = NULL;
-  tl_http_server_shutdown(d->server, d->cfg->shutdown_timeout_ms, on_server_drained, d);
+  tl_log(TL_LOG_INFO, "stopping", "signal=%d connections=%zu", signum, open);
 }
 
 int tl_serve(const tl_config_t *cfg) {
