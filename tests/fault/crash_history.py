@@ -1,0 +1,226 @@
+#!/usr/bin/env python3
+"""Crash under load, checked by history (issue 7 item 1).
+
+Simulated devices (threads; one sampling point each, plus a lab) send events with their own
+ids and retry each batch with the SAME ids until it is acknowledged (HTTP 200: every event
+accepted, duplicate or rejected), recording every attempt and outcome. Meanwhile the daemon is
+killed with SIGKILL at random intervals and restarted by the harness. At the end a checker
+compares the history with the database:
+
+  lost        an event acknowledged as accepted/duplicate that is not in the events table
+  duplicated  an event applied twice: a tube whose stored sample count differs from the number
+              of its acknowledged sample.add events, or a samples row without its event
+
+Figures: events sent / acknowledged / in the database, kills, lost, duplicated, and the p99
+time from a restart to the first success. 0 lost and 0 duplicated are required.
+
+The negative control (--negative-control) shows the checker catches loss: the daemon's
+sessions run with synchronous_commit=off and PostgreSQL itself is killed (immediate stop)
+together with the daemon, so commits acknowledged a moment before a crash can vanish; the
+checker must then report lost > 0 (the run fails if it does not).
+
+    crash_history.py [--kills N] [--devices N] [--seconds S] [--negative-control]
+
+Run through ctest (short form, label fault) or scripts/fault.sh (long form).
+"""
+import argparse
+import os
+import random
+import signal
+import subprocess
+import sys
+import threading
+import time
+
+sys.path.insert(0, os.path.join(os.path.dirname(os.path.abspath(__file__)), "..", "e2e", "py"))
+import tubeloop_test as T  # noqa: E402
+
+
+class Harness:
+    def __init__(self, args):
+        self.args = args
+        self.db = T.Database("crash")
+        extra = {}
+        self.daemon = T.Daemon(self.db, "crash", extra_env=extra)
+        if args.negative_control:
+            # the same database, but sessions that do not wait for the WAL flush at commit
+            self.daemon_conninfo = self.db.conninfo + " options='-c synchronous_commit=off'"
+        else:
+            self.daemon_conninfo = self.db.conninfo
+        self.port = None
+        self.lock = threading.Lock()
+        self.restarted_at = []      # times the daemon came back
+        self.first_ok_after = []    # seconds from a restart to the first acknowledged batch
+        self.kills = 0
+
+    def start_daemon(self):
+        d = self.daemon
+        saved = d.db.conninfo
+        d.db.conninfo = self.daemon_conninfo
+        try:
+            # keep the same port across restarts so every device reconnects to it
+            if self.port is None:
+                d.start()
+                self.port = d.port
+            else:
+                open(d.log, "ab").close()
+                os.rename(d.log, d.log + ".%d" % self.kills)
+                env = dict(os.environ)
+                argv = [d.bin, "serve", "--db", self.daemon_conninfo, "--listen", "127.0.0.1:%d" % self.port,
+                        "--tls-cert", d.cert, "--tls-key", d.key, "--keys", d.keys]
+                logf = open(d.log, "ab")
+                d.proc = subprocess.Popen(argv, stdout=logf, stderr=logf, env=env)
+                logf.close()
+                deadline = time.monotonic() + 30
+                while time.monotonic() < deadline:
+                    try:
+                        if d.request("GET", "/readyz", token=None)[0] == 200:
+                            break
+                    except OSError:
+                        pass
+                    time.sleep(0.02)
+        finally:
+            d.db.conninfo = saved
+        with self.lock:
+            self.restarted_at.append(time.monotonic())
+
+    def kill_daemon(self):
+        p = self.daemon.proc
+        if p and p.poll() is None:
+            p.send_signal(signal.SIGKILL)
+            p.wait()
+        self.kills += 1
+
+
+def device(h, idx, round_code, persons, stop, history, rng):
+    """One sampling point: tubes of 10 (open, 10 samples, seal), each batch retried with the
+    same ids until it is acknowledged."""
+    col = h.tokens["S%d" % idx]
+    tube_no = 0
+    while not stop.is_set():
+        tube = "CR%02d-%06d" % (idx, tube_no)
+        tube_no += 1
+        c = T.Clock(hours_back=1)
+        evs = [T.tube_open(c.at(0), tube, round_code)]
+        for k in range(10):
+            evs.append(T.sample_add(c.at(1 + k), tube, T.person(persons[rng.randrange(len(persons))], id_type="passport")))
+        evs.append(T.tube_seal(c.at(12), tube))
+        # two requests per tube, as a phone would upload
+        for batch in (evs[:6], evs[6:]):
+            while True:
+                t0 = time.monotonic()
+                try:
+                    client = T.Client(h.daemon, col)
+                    r = client.request("POST", "/v1/events", {"events": batch})
+                    client.close()
+                except Exception as e:  # noqa: BLE001 — the daemon is being killed: retry
+                    history.append(("error", [e_["id"] for e_ in batch], str(type(e).__name__), t0))
+                    time.sleep(0.05)
+                    continue
+                if r.status != 200:
+                    history.append(("status", [e_["id"] for e_ in batch], r.status, t0))
+                    time.sleep(0.05)
+                    continue
+                outcomes = [(e_["id"], e_["type"], e_.get("tube"), x["status"], x.get("code")) for e_, x in zip(batch, r.json["results"])]
+                history.append(("ack", outcomes, 200, t0))
+                with h.lock:
+                    if h.restarted_at and len(h.first_ok_after) < len(h.restarted_at):
+                        h.first_ok_after.append(time.monotonic() - h.restarted_at[-1])
+                break
+            if stop.is_set():
+                break
+
+
+def main():
+    ap = argparse.ArgumentParser()
+    ap.add_argument("--kills", type=int, default=10)
+    ap.add_argument("--devices", type=int, default=4)
+    ap.add_argument("--interval", type=float, default=1.0, help="mean seconds between kills")
+    ap.add_argument("--negative-control", action="store_true")
+    args = ap.parse_args()
+    rng = random.Random(int(os.environ.get("TUBELOOP_FAULT_SEED", "7")))
+    h = Harness(args)
+    env = None
+    try:
+        h.start_daemon()
+        env = T.Env.__new__(T.Env)
+        env.db, env.daemon, env.tokens, env.clients = h.db, h.daemon, {}, {}
+        env.admin_secret = h.daemon.admin_token()
+        env.admin = T.Client(h.daemon, env.admin_secret)
+        sites = [{"code": "S%d" % i, "name": "压测采样点%d" % i, "township": T.TOWN1} for i in range(args.devices)]
+        env.admin.post("/v1/admin/regions", {"regions": T.REGIONS})
+        env.admin.post("/v1/admin/sites", {"sites": sites})
+        env.make_round("RC", day=T.Clock(hours_back=1).day())
+        h.tokens = {s["code"]: env.make_token("collector", s["code"])[1] for s in sites}
+        env.admin.close()
+        persons = ["P%07d" % i for i in range(5000)]
+        stop = threading.Event()
+        history = []
+        threads = [threading.Thread(target=device, args=(h, i, "RC", persons, stop, history, random.Random(i)))
+                   for i in range(args.devices)]
+        for t in threads:
+            t.start()
+        for _ in range(args.kills):
+            time.sleep(rng.uniform(0.3, 2 * args.interval))
+            if args.negative_control:
+                # PostgreSQL dies first, under load: with synchronous_commit off, commits already
+                # acknowledged whose WAL was still in shared memory are gone
+                T.run([h.db.pg_sh, "stop", h.db.pg_dir, "immediate"])
+                h.kill_daemon()
+                T.run([h.db.pg_sh, "start", h.db.pg_dir])
+            else:
+                h.kill_daemon()
+            h.start_daemon()
+        time.sleep(1.0)
+        stop.set()
+        for t in threads:
+            t.join(60)
+        h.db.close_session()
+
+        acked = {}
+        sent = set()
+        for kind, data, status, t0 in history:
+            if kind == "ack":
+                for eid, etype, tube, st, code in data:
+                    sent.add(eid)
+                    if st in ("accepted", "duplicate"):
+                        acked[eid] = (etype, tube)
+            else:
+                sent.update(data)
+        stored = {r[0] for r in h.db.psql("SELECT id FROM events")}
+        lost = sorted(set(acked) - stored)
+        # applied twice: per tube, stored samples vs acknowledged sample.add events
+        want = {}
+        for eid, (etype, tube) in acked.items():
+            if etype == "sample.add":
+                want[tube] = want.get(tube, 0) + 1
+        got = {r[0]: int(r[1]) for r in h.db.psql("SELECT tube, count(*) FROM samples GROUP BY tube")}
+        sampled = {r[0]: int(r[1]) for r in h.db.psql("SELECT code, sampled FROM tubes")}
+        duplicated = [t for t in got if got[t] > want.get(t, 0) or sampled.get(t, 0) != got[t]]
+        orphan_rows = int(h.db.scalar("SELECT count(*) FROM samples s WHERE NOT EXISTS (SELECT 1 FROM events e WHERE e.id = s.event)"))
+        p99 = sorted(h.first_ok_after)[max(0, int(0.99 * len(h.first_ok_after)) - 1)] if h.first_ok_after else None
+        print("crash_history%s: devices=%d kills=%d sent=%d acknowledged=%d in_db=%d lost=%d duplicated=%d "
+              "orphan_rows=%d restart_to_first_success_p99=%s"
+              % (" (negative control)" if args.negative_control else "", args.devices, h.kills, len(sent),
+                 len(acked), len(stored), len(lost), len(duplicated), orphan_rows,
+                 "%.3fs" % p99 if p99 is not None else "-"))
+        if args.negative_control:
+            if not lost:
+                print("negative control: the checker saw no loss although commits were not durable", file=sys.stderr)
+                return 1
+            print("negative control: the checker caught %d lost events (as it must)" % len(lost))
+            return 0
+        if lost or duplicated or orphan_rows:
+            print("FAILED: lost=%s duplicated=%s" % (lost[:5], duplicated[:5]), file=sys.stderr)
+            return 1
+        if len(acked) == 0:
+            print("FAILED: nothing was acknowledged", file=sys.stderr)
+            return 1
+        return 0
+    finally:
+        h.daemon.cleanup()
+        h.db.drop()
+
+
+if __name__ == "__main__":
+    sys.exit(main())
