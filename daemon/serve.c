@@ -5,6 +5,7 @@
 
 #include "api/api.h"
 #include "api/live.h"
+#include "api/limit.h"
 #include "api/overdue.h"
 #include "api/web.h"
 #include "base/log.h"
@@ -104,6 +105,11 @@ int tl_serve(const tl_config_t *cfg) {
   d.api.keys = &d.keys;
   d.api.tz = cfg->tz;
   d.api.transit_default_min = cfg->transit_default_min;
+  static tl_limit_t per_token, per_address; /* big tables: not on the stack */
+  tl_limit_init(&per_token, cfg->rate_token, 2.0 * cfg->rate_token);
+  tl_limit_init(&per_address, cfg->rate_address, 2.0 * cfg->rate_address);
+  d.api.per_token = cfg->rate_token > 0 ? &per_token : NULL;
+  d.api.per_address = cfg->rate_address > 0 ? &per_address : NULL;
   d.overdue.transport_min = cfg->overdue_transport_min;
   d.overdue.test_min = cfg->overdue_test_min;
   d.overdue.followup_min = cfg->overdue_followup_min;

@@ -20,6 +20,8 @@ typedef struct {
   int transit_default_min;    /* arrival estimate when a route has no history */
   struct tl_live_s *live;     /* the live stats hub (SSE), or NULL */
   void *ingest;               /* the group-commit queue (ingest.c), made on first use */
+  void *per_token;            /* tl_limit_t: requests per token (limit.h), or NULL */
+  void *per_address;          /* tl_limit_t: requests per client address, or NULL */
   tl_metrics_t *metrics;      /* borrowed */
   tl_http_server_t *server;   /* borrowed; set once the server exists (connection gauge) */
 } tl_api_t;

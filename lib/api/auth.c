@@ -2,7 +2,11 @@
  * resolved in the same query so handlers can check "inside my region" without another trip. */
 #include "api/auth.h"
 
+#include "api/limit.h"
 #include "crypto/token.h"
+
+#include <stdio.h>
+#include <time.h>
 
 #include <stdlib.h>
 #include <string.h>
@@ -47,6 +51,8 @@ static void unauthorized(tl_http_exchange_t *x) {
                        "required.\"}}\n" - 1);
 }
 
+static int limited(tl_http_exchange_t *x, void *limit, const char *key, size_t keylen);
+
 static void auth_done(void *arg, int status, const tl_db_result_t *res) {
   auth_job_t *j = arg;
   tl_http_exchange_t *x = j->x;
@@ -73,6 +79,7 @@ static void auth_done(void *arg, int status, const tl_db_result_t *res) {
   copy_str(p.scope, sizeof p.scope, tl_db_result_value(res, 0, 2));
   copy_str(p.region, sizeof p.region, tl_db_result_value(res, 0, 4));
   copy_str(p.site, sizeof p.site, tl_db_result_value(res, 0, 5));
+  if (limited(x, j->api->per_token, p.token_id, strlen(p.token_id))) goto out;
   if (!(j->roles & TL_ROLE_BIT(p.role))) {
     tl_http_reply_error(x, 403, "forbidden", "This token's role may not make this call.");
     goto out;
@@ -83,8 +90,26 @@ out:
   free(j);
 }
 
+/* 429 with Retry-After when the bucket of key is empty; returns 1 when answered. */
+static int limited(tl_http_exchange_t *x, void *limit, const char *key, size_t keylen) {
+  if (limit == NULL) return 0;
+  struct timespec ts;
+  clock_gettime(CLOCK_MONOTONIC, &ts);
+  uint64_t now = (uint64_t)ts.tv_sec * 1000 + (uint64_t)ts.tv_nsec / 1000000;
+  int wait = tl_limit_take(limit, key, keylen, now);
+  if (wait == 0) return 0;
+  char retry[48];
+  snprintf(retry, sizeof retry, "Retry-After: %d\r\n", wait);
+  static const char body[] = "{\"error\":{\"code\":\"rate_limited\",\"message\":\"Too many "
+                             "requests; slow down and retry after the time given.\"}}\n";
+  tl_http_reply(x, 429, "application/json", retry, body, sizeof body - 1);
+  return 1;
+}
+
 void tl_api_auth(tl_api_t *api, tl_http_exchange_t *x, unsigned roles, tl_api_authed_fn next) {
   char probe[8];
+  const char *peer = tl_http_exchange_peer(x);
+  if (limited(x, api->per_address, peer, strlen(peer))) return;
   if (tl_http_exchange_query(x, "access_token", probe, sizeof probe) != -1 ||
       tl_http_exchange_query(x, "token", probe, sizeof probe) != -1) {
     tl_http_reply_error(x, 400, "token_in_url",

@@ -58,6 +58,10 @@ static const opt_t options[] = {
      100000, "minutes a follow-up may stay open before overdue_followup"},
     {"--sweep-interval", "TUBELOOP_SWEEP_INTERVAL", OPT_MS, F(sweep_interval_ms), 1, 3600,
      "seconds between overdue sweeps"},
+    {"--rate-limit", "TUBELOOP_RATE_LIMIT", OPT_INT, F(rate_token), 0, 1000000,
+     "requests per second per token, bursts of twice that (0: off)"},
+    {"--rate-limit-address", "TUBELOOP_RATE_LIMIT_ADDRESS", OPT_INT, F(rate_address), 0, 1000000,
+     "requests per second per client address (0: off)"},
     {"--transit-default", "TUBELOOP_TRANSIT_DEFAULT", OPT_INT, F(transit_default_min), 1, 10000,
      "minutes of transit assumed for a route without history"},
 };
@@ -80,6 +84,8 @@ void tl_config_defaults(tl_config_t *c) {
   c->overdue_followup_min = 720;
   c->sweep_interval_ms = 60000;
   c->transit_default_min = 60;
+  c->rate_token = 500;
+  c->rate_address = 1000;
 }
 
 static int set_value(tl_config_t *c, const opt_t *o, const char *value, const char *from,

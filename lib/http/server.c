@@ -57,6 +57,7 @@ struct conn_s {
   tl_http_parser_t parser;
   tl_buf_t in;           /* plaintext not yet parsed */
   tl_http_exchange_t *x; /* the request with its handler, or NULL */
+  char peer[48];         /* the client's address, for rate limits (never logged with data) */
   conn_t *prev, *next;
 };
 
@@ -128,6 +129,8 @@ void tl_http_exchange_release(tl_http_exchange_t *x) {
 int tl_http_exchange_alive(const tl_http_exchange_t *x) { return x->conn != NULL; }
 
 uint64_t tl_http_exchange_conn_id(const tl_http_exchange_t *x) { return x->conn_id; }
+
+const char *tl_http_exchange_peer(const tl_http_exchange_t *x) { return x->conn ? x->conn->peer : ""; }
 
 const tl_http_request_t *tl_http_exchange_request(const tl_http_exchange_t *x) {
   return x->conn ? &x->conn->parser.req : NULL;
@@ -601,6 +604,14 @@ static void on_connection(uv_stream_t *listener, int status) {
     c->state = CONN_CLOSING; /* the stream is already closing */
     uv_close((uv_handle_t *)&c->timer, on_timer_closed);
     return;
+  }
+  struct sockaddr_storage peer;
+  int plen = sizeof peer;
+  if (uv_tcp_getpeername(&c->stream.tcp, (struct sockaddr *)&peer, &plen) == 0) {
+    if (peer.ss_family == AF_INET6)
+      uv_ip6_name((struct sockaddr_in6 *)&peer, c->peer, sizeof c->peer);
+    else
+      uv_ip4_name((struct sockaddr_in *)&peer, c->peer, sizeof c->peer);
   }
   if (s->nconns > (size_t)s->opts.max_connections || s->draining) {
     tl_log(TL_LOG_WARN, "conn_refused", "reason=max_connections open=%zu", s->nconns);

@@ -63,6 +63,8 @@ const char *tl_http_exchange_param(const tl_http_exchange_t *x, int i, size_t *l
 int tl_http_exchange_query(const tl_http_exchange_t *x, const char *name, char *out,
                            size_t outlen);
 uint64_t tl_http_exchange_conn_id(const tl_http_exchange_t *x);
+/* The client's address as text ("127.0.0.1", "::1"), or "" when unknown. */
+const char *tl_http_exchange_peer(const tl_http_exchange_t *x);
 void tl_http_exchange_hold(tl_http_exchange_t *x);
 void tl_http_exchange_release(tl_http_exchange_t *x);
 int tl_http_exchange_alive(const tl_http_exchange_t *x);

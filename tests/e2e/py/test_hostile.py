@@ -11,6 +11,7 @@ import random
 import socket
 import ssl
 import sys
+import time
 import unittest
 
 sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
@@ -240,6 +241,43 @@ class Hostile(T.EnvCase):
         log = self.env.daemon.log_text()
         self.assertNotIn("110105194912310021", log)
         self.assertNotIn("E1234567", log)
+
+
+class RateLimits(unittest.TestCase):
+    """A daemon with 5 requests/s per token (bursts of 10) and 50 per address: one greedy
+    token gets 429 with Retry-After, another token is not affected, nothing is stored."""
+
+    def test_429_per_token(self):
+        db = T.Database("ratelimit")
+        d = T.Daemon(db, "ratelimit", extra_env={"TUBELOOP_RATE_LIMIT": "5",
+                                                  "TUBELOOP_RATE_LIMIT_ADDRESS": "50"})
+        try:
+            d.start()
+            env = T.Env.__new__(T.Env)
+            env.db, env.daemon, env.tokens, env.clients = db, d, {}, {}
+            env.admin_secret = d.admin_token()
+            env.admin = d.client(env.admin_secret)
+            env.load_registry()
+            greedy = env.client("viewer", T.COUNTY)
+            other = env.client("viewer", T.TOWN1)
+            statuses = [greedy.get("/v1/anomalies") for _ in range(25)]
+            limited = [r for r in statuses if r.status == 429]
+            self.assertGreaterEqual(len(limited), 10, [r.status for r in statuses])
+            self.assertEqual(limited[0].error_code, "rate_limited")
+            self.assertEqual(other.get("/v1/anomalies").status, 200)
+            c = T.Client(d, greedy.token)
+            c._connect()
+            c.conn.request("GET", "/v1/anomalies", headers={"Authorization": "Bearer " + greedy.token})
+            r = c.conn.getresponse()
+            r.read()
+            self.assertEqual(r.status, 429)
+            self.assertGreaterEqual(int(r.getheader("Retry-After")), 1)
+            c.close()
+            time.sleep(1.2)
+            self.assertEqual(greedy.get("/v1/anomalies").status, 200, "the bucket refills")
+        finally:
+            d.cleanup()
+            db.drop()
 
 
 if __name__ == "__main__":
