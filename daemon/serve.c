@@ -97,7 +97,7 @@ int tl_serve(const tl_config_t *cfg) {
   po.size = cfg->pool_size;
   po.queue_max = cfg->pool_queue;
   po.time_zone = cfg->tz;
-  if (tl_db_pool_new(&d.db, &d.loop, &po) != 0) goto done;
+  if (tl_db_pool_new(&d.db, &d.loop, &po) != 0 || tl_api_prepare(d.db) != 0) goto done;
 
   tl_router_init(&d.router);
   d.api.db = d.db;

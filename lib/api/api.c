@@ -71,6 +71,12 @@ void tl_api_db(tl_api_t *api, tl_http_exchange_t *x, const char *sql, int nparam
   }
 }
 
+int tl_api_prepare(tl_db_pool_t *db) {
+  int rc = tl_db_pool_prepare(db, "readyz", "SELECT 1");
+  if (rc == 0) rc = tl_db_pool_prepare(db, "auth", tl__auth_sql);
+  return rc;
+}
+
 int tl_api_routes(tl_router_t *r, tl_api_t *api) {
   int bad = 0;
   bad |= tl_router_add(r, "GET", "/healthz", tl__api_healthz, api) < 0;

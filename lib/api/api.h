@@ -34,6 +34,10 @@ typedef void (*tl_api_db_fn)(tl_http_exchange_t *x, tl_api_t *api, int status,
 void tl_api_db(tl_api_t *api, tl_http_exchange_t *x, const char *sql, int nparams,
                const char *const *params, tl_api_db_fn done, void *ctx);
 
+/* Registers the statements the hot calls run by name (prepared on every connection, again
+ * after every reconnect). Call before tl_db_pool_start. */
+TL_WUR int tl_api_prepare(tl_db_pool_t *db);
+
 /* Registers all routes. Returns 0 or TL_ENOMEM (router full). */
 TL_WUR int tl_api_routes(tl_router_t *r, tl_api_t *api);
 

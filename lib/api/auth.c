@@ -19,7 +19,7 @@ typedef struct {
   char hash[TL_TOKEN_HASH_LEN + 1];
 } auth_job_t;
 
-static const char auth_sql[] =
+const char tl__auth_sql[] =
     "SELECT t.id, t.role, coalesce(t.scope, ''), t.hash,"
     " coalesce(CASE t.role WHEN 'collector' THEN (SELECT township FROM sites WHERE code = t.scope)"
     "  WHEN 'courier' THEN (SELECT county FROM couriers WHERE code = t.scope)"
@@ -143,7 +143,7 @@ void tl_api_auth(tl_api_t *api, tl_http_exchange_t *x, unsigned roles, tl_api_au
   tl_token_hash(h, len, j->hash);
   const char *params[] = {j->hash};
   tl_http_exchange_hold(x);
-  int rc = tl_db_exec(api->db, auth_sql, 1, params, auth_done, j);
+  int rc = tl_db_query(api->db, "auth", 1, params, auth_done, j);
   if (rc != 0) {
     tl_http_exchange_release(x);
     free(j);

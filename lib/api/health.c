@@ -28,7 +28,7 @@ static void readyz_done(void *arg, int status, const tl_db_result_t *res) {
 void tl__api_readyz(tl_http_exchange_t *x, void *ctx) {
   tl_api_t *api = ctx;
   tl_http_exchange_hold(x);
-  int rc = tl_db_exec(api->db, "SELECT 1", 0, NULL, readyz_done, x);
+  int rc = tl_db_query(api->db, "readyz", 0, NULL, readyz_done, x);
   if (rc != 0) {
     tl_http_exchange_release(x);
     tl_api_reply_db_error(x, rc);

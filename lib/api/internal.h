@@ -6,6 +6,7 @@
 
 #include <string.h>
 
+extern const char tl__auth_sql[]; /* auth.c: the token lookup, prepared as "auth" */
 void tl__api_healthz(tl_http_exchange_t *x, void *ctx);
 void tl__api_readyz(tl_http_exchange_t *x, void *ctx);
 void tl__api_metrics(tl_http_exchange_t *x, void *ctx);
