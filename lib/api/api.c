@@ -5,6 +5,7 @@
 
 #include "base/log.h"
 
+#include <stdio.h>
 #include <stdlib.h>
 
 void tl_api_reply_json(tl_http_exchange_t *x, int status, cJSON *root) {
@@ -31,6 +32,22 @@ void tl_api_reply_db_error(tl_http_exchange_t *x, int status) {
   default:
     tl_http_reply_error(x, 500, "internal", "The request failed inside the server.");
     return;
+  }
+}
+
+void tl__api_json_or_404(tl_http_exchange_t *x, tl_api_t *api, int status,
+                         const tl_db_result_t *res, void *ctx) {
+  (void)api;
+  const char *what = ctx ? (const char *)ctx : "object";
+  const char *text = status == 0 && tl_db_result_rows(res) == 1 ? tl_db_result_value(res, 0, 0) : NULL;
+  if (status != 0) {
+    tl_api_reply_db_error(x, status);
+  } else if (text == NULL) {
+    char msg[80];
+    snprintf(msg, sizeof msg, "There is no such %s.", what);
+    tl_http_reply_error(x, 404, "not_found", msg);
+  } else {
+    tl_http_reply(x, 200, "application/json", "", text, strlen(text));
   }
 }
 

@@ -8,21 +8,6 @@
 #include <stdio.h>
 #include <stdlib.h>
 
-static void json_answer(tl_http_exchange_t *x, tl_api_t *api, int status, const tl_db_result_t *res,
-                        void *ctx) {
-  (void)api;
-  const char *what = ctx ? (const char *)ctx : "region";
-  const char *text = status == 0 && tl_db_result_rows(res) == 1 ? tl_db_result_value(res, 0, 0) : NULL;
-  if (status != 0) {
-    tl_api_reply_db_error(x, status);
-  } else if (text == NULL) {
-    char msg[80];
-    snprintf(msg, sizeof msg, "There is no such %s.", what);
-    tl_http_reply_error(x, 404, "not_found", msg);
-  } else {
-    tl_http_reply(x, 200, "application/json", "", text, strlen(text));
-  }
-}
 
 /* Reads region= (a region code, or a site code), day= or round=. Answers and returns -1 on
  * a problem. *is_site is set for a site code. */
@@ -86,7 +71,7 @@ static void region_call(tl_http_exchange_t *x, tl_api_t *api, const tl_principal
            " WHERE $4 = 'admin' OR left(coalesce((SELECT township FROM sites WHERE code = $1), $1),"
            "  length($5)) = $5",
            fn, extra);
-  tl_api_db(api, x, sql, 5, params, json_answer, strdup(is_site ? "site in your scope" : "region"));
+  tl_api_db(api, x, sql, 5, params, tl__api_json_or_404, strdup(is_site ? "site in your scope" : "region"));
 }
 
 static void stats_authed(tl_http_exchange_t *x, tl_api_t *api, const tl_principal_t *p) {
@@ -123,7 +108,7 @@ static void arrivals_authed(tl_http_exchange_t *x, tl_api_t *api, const tl_princ
   tl_api_db(api, x,
             "SELECT tl_arrivals_json(l.code, make_interval(mins => $3::int))::text FROM labs l"
             " WHERE l.code = $1 AND left(l.county, length($2)) = $2",
-            3, params, json_answer, strdup("lab"));
+            3, params, tl__api_json_or_404, strdup("lab"));
 }
 
 void tl__api_arrivals(tl_http_exchange_t *x, void *ctx) {

@@ -7,6 +7,10 @@
 #include <string.h>
 
 extern const char tl__auth_sql[]; /* auth.c: the token lookup, prepared as "auth" */
+/* A tl_api_db callback: answers the first row's one JSON value, 404 "There is no such <ctx>."
+ * when there is none, or the database error. */
+void tl__api_json_or_404(tl_http_exchange_t *x, tl_api_t *api, int status,
+                         const tl_db_result_t *res, void *ctx);
 void tl__api_healthz(tl_http_exchange_t *x, void *ctx);
 void tl__api_readyz(tl_http_exchange_t *x, void *ctx);
 void tl__api_metrics(tl_http_exchange_t *x, void *ctx);

@@ -14,22 +14,6 @@
 
 static const char *const role_names[] = {"collector", "courier", "lab", "viewer", "supervisor", "admin"};
 
-/* Answers with the one JSON value of the first row, or 404 when there is none (or it is NULL). */
-static void json_or_404(tl_http_exchange_t *x, tl_api_t *api, int status, const tl_db_result_t *res,
-                        void *ctx) {
-  (void)api;
-  const char *what = ctx ? (const char *)ctx : "object";
-  const char *text = status == 0 && tl_db_result_rows(res) == 1 ? tl_db_result_value(res, 0, 0) : NULL;
-  if (status != 0) {
-    tl_api_reply_db_error(x, status);
-  } else if (text == NULL) {
-    char msg[80];
-    snprintf(msg, sizeof msg, "There is no such %s.", what);
-    tl_http_reply_error(x, 404, "not_found", msg);
-  } else {
-    tl_http_reply(x, 200, "application/json", "", text, strlen(text));
-  }
-}
 
 /* Copies route parameter 0 into out if it is a valid barcode. */
 static int barcode_param(tl_http_exchange_t *x, tl_code_t out) {
@@ -53,7 +37,7 @@ static void object_query(tl_http_exchange_t *x, tl_api_t *api, const tl_principa
   char sql[128];
   snprintf(sql, sizeof sql, "SELECT %s($1, $2, $3, $4)::text", fn);
   const char *params[] = {code, role_names[p->role], p->scope, p->region};
-  tl_api_db(api, x, sql, 4, params, json_or_404, strdup(what));
+  tl_api_db(api, x, sql, 4, params, tl__api_json_or_404, strdup(what));
 }
 
 static void tube_authed(tl_http_exchange_t *x, tl_api_t *api, const tl_principal_t *p) {
@@ -99,7 +83,7 @@ static void person_authed(tl_http_exchange_t *x, tl_api_t *api, const tl_princip
   tl_pii_lookup_hmac(api->keys, id_type, norm, hmac);
   memset(norm, 0, sizeof norm);
   const char *params[] = {hmac, role_names[p->role], p->region, p->site};
-  tl_api_db(api, x, "SELECT tl_person_json($1, $2, $3, $4)::text", 4, params, json_or_404,
+  tl_api_db(api, x, "SELECT tl_person_json($1, $2, $3, $4)::text", 4, params, tl__api_json_or_404,
             strdup("person in your region"));
 }
 
@@ -181,7 +165,7 @@ static void anomalies_authed(tl_http_exchange_t *x, tl_api_t *api, const tl_prin
             "  'next_cursor', CASE WHEN (SELECT count(*) FROM page) > $6::int THEN"
             "   (SELECT (extract(epoch FROM l.opened_at) * 1000000)::bigint || '_' || l.id"
             "    FROM shown l ORDER BY l.opened_at, l.id LIMIT 1) END)::text",
-            7, params, json_or_404, NULL);
+            7, params, tl__api_json_or_404, NULL);
 }
 
 void tl__api_anomalies(tl_http_exchange_t *x, void *ctx) {
@@ -290,7 +274,7 @@ static void followups_authed(tl_http_exchange_t *x, tl_api_t *api, const tl_prin
             " FROM followups f JOIN persons p ON p.hmac = f.person"
             " WHERE left(f.region, length($1)) = $1 AND ($2 = 'all' OR f.state = $2)"
             "  AND ($3 = '' OR f.site = $3)",
-            3, params, json_or_404, NULL);
+            3, params, tl__api_json_or_404, NULL);
 }
 
 void tl__api_followups(tl_http_exchange_t *x, void *ctx) {
@@ -308,7 +292,7 @@ static void whoami_authed(tl_http_exchange_t *x, tl_api_t *api, const tl_princip
             "            FROM regions r WHERE r.code = nullif($4, '')),"
             " 'site', (SELECT jsonb_build_object('code', s.code, 'name', s.name, 'township', s.township)"
             "          FROM sites s WHERE s.code = nullif($5, '') OR ($2 = 'collector' AND s.code = $3)))::text",
-            5, params, json_or_404, NULL);
+            5, params, tl__api_json_or_404, NULL);
 }
 
 void tl__api_whoami(tl_http_exchange_t *x, void *ctx) { tl_api_auth(ctx, x, TL_ROLES_ALL, whoami_authed); }
