@@ -662,7 +662,7 @@ static int record_answers(tl_jsend_t *s) {
       continue;
     }
     e->state = states[m];
-    snprintf(e->code, sizeof e->code, "%s", codes[m]);
+    snprintf(e->code, sizeof e->code, "%.*s", (int)sizeof e->code - 1, codes[m]);
     j->waiting--;
     s->accepted += states[m] == TL_JE_ACCEPTED;
     s->duplicate += states[m] == TL_JE_DUPLICATE;

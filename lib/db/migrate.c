@@ -83,25 +83,47 @@ int tl_db_migrate(const char *conninfo, const char *sql_dir, int *applied, char 
   if (rc == 0)
     rc = exec_ok(pg,
                  "CREATE TABLE IF NOT EXISTS schema_migrations ("
-                 " version text PRIMARY KEY, applied_at timestamptz NOT NULL DEFAULT now())",
+                 " version text PRIMARY KEY, applied_at timestamptz NOT NULL DEFAULT now(),"
+                 " checksum text)",
                  0, NULL, err, errlen, "schema_migrations");
+  if (rc == 0)
+    rc = exec_ok(pg, "ALTER TABLE schema_migrations ADD COLUMN IF NOT EXISTS checksum text", 0,
+                 NULL, err, errlen, "schema_migrations");
   for (int i = 0; i < n && rc == 0; i++) {
     char version[256];
     snprintf(version, sizeof version, "%.*s", (int)(strlen(names[i]->d_name) - 4),
              names[i]->d_name);
-    const char *vp[] = {version};
-    PGresult *r = PQexecParams(pg, "SELECT 1 FROM schema_migrations WHERE version = $1", 1, NULL,
-                               vp, NULL, NULL, 0);
-    int done = PQresultStatus(r) == PGRES_TUPLES_OK && PQntuples(r) == 1;
-    PQclear(r);
-    if (done) continue;
     char path[4096];
     snprintf(path, sizeof path, "%s/%s", sql_dir, names[i]->d_name);
     tl_buf_t sql;
     tl_buf_init(&sql);
     if (read_file(path, &sql) != 0) {
       snprintf(err, errlen, "cannot read %s", path);
+      tl_buf_dispose(&sql);
       rc = TL_EIO;
+      break;
+    }
+    /* An applied migration must not change afterwards: its checksum is kept and compared, so a
+     * database built from other files is refused instead of half matching the code. */
+    char sum[TL_TOKEN_HASH_LEN + 1];
+    tl_token_hash(sql.data ? sql.data : "", sql.len, sum);
+    const char *vp[] = {version, sum};
+    PGresult *r = PQexecParams(pg, "SELECT checksum FROM schema_migrations WHERE version = $1", 1,
+                               NULL, vp, NULL, NULL, 0);
+    int done = PQresultStatus(r) == PGRES_TUPLES_OK && PQntuples(r) == 1;
+    int drift = done && !PQgetisnull(r, 0, 0) && strcmp(PQgetvalue(r, 0, 0), sum) != 0;
+    PQclear(r);
+    if (drift) {
+      snprintf(err, errlen,
+               "migration %s changed after it was applied to this database; rebuild the database"
+               " or restore the file", version);
+      tl_buf_dispose(&sql);
+      rc = TL_EINVAL;
+      break;
+    }
+    if (done) {
+      tl_buf_dispose(&sql);
+      continue;
     }
     if (rc == 0) rc = exec_ok(pg, "BEGIN", 0, NULL, err, errlen, "begin");
     if (rc == 0) {
@@ -114,8 +136,8 @@ int tl_db_migrate(const char *conninfo, const char *sql_dir, int *applied, char 
       PQclear(m);
     }
     if (rc == 0)
-      rc = exec_ok(pg, "INSERT INTO schema_migrations (version) VALUES ($1)", 1, vp, err, errlen,
-                   "record migration");
+      rc = exec_ok(pg, "INSERT INTO schema_migrations (version, checksum) VALUES ($1, $2)", 2, vp,
+                   err, errlen, "record migration");
     if (rc == 0) rc = exec_ok(pg, "COMMIT", 0, NULL, err, errlen, "commit");
     if (rc != 0) {
       PQclear(PQexec(pg, "ROLLBACK"));
