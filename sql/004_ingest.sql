@@ -52,6 +52,7 @@ DECLARE
   v_boxes text[];
   v_tubes text[];
   v_persons text[];
+  v_subjects text[];
 BEGIN
   v_boxes := ARRAY(SELECT p_boxes[i] FROM generate_subscripts(p_boxes, 1) i
                    UNION SELECT t.box FROM tubes t WHERE t.code = ANY (p_tubes) AND t.box IS NOT NULL
@@ -60,6 +61,10 @@ BEGIN
                    UNION SELECT t.code FROM tubes t WHERE t.box = ANY (v_boxes)
                    UNION SELECT r.tube FROM receipts r WHERE r.box = ANY (v_boxes));
   v_persons := ARRAY(SELECT DISTINCT s.person FROM samples s WHERE s.tube = ANY (v_tubes));
+  -- every anomaly subject in reach, so the live-anomaly index finds them with one probe each
+  v_subjects := v_tubes || v_boxes ||
+                ARRAY(SELECT DISTINCT s.round || '/' || s.person FROM samples s
+                      WHERE s.person = ANY (v_persons));
 
   -- Follow-ups: a pooled positive calls every person of the tube back for a single-tube test;
   -- an invalid result or a rejected tube calls them back to be sampled again. Each links to the
@@ -161,7 +166,7 @@ BEGIN
     GROUP BY s.round, s.person HAVING count(*) >= 2
   ), scope AS (
     SELECT a.subject, a.id FROM anomalies a
-    WHERE a.state IN ('open', 'acknowledged')
+    WHERE a.subject = ANY (v_subjects) AND a.state IN ('open', 'acknowledged')
       AND a.type NOT IN ('overdue_transport', 'overdue_test', 'overdue_followup')
       AND ((a.subject_kind = 'tube' AND a.subject = ANY (v_tubes))
         OR (a.subject_kind = 'box' AND a.subject = ANY (v_boxes))

@@ -43,6 +43,9 @@ CREATE TABLE stats (
   PRIMARY KEY (round, code)
 );
 CREATE INDEX stats_parent ON stats (parent, round);
+-- what the roll-ups count per (round, site), found without scanning the whole tables
+CREATE INDEX anomalies_live_round_site ON anomalies (round, site) WHERE state IN ('open', 'acknowledged');
+CREATE INDEX followups_open_round_site ON followups (round, site) WHERE state = 'open';
 CREATE INDEX stats_code ON stats (code);
 
 -- Where a tube is now, for the stats (DESIGN §5: sealed includes packed and sealed in a box;

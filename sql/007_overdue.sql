@@ -13,7 +13,10 @@
 CREATE FUNCTION tl_overdue_clear(p_tubes text[], p_boxes text[], p_persons text[])
 RETURNS void LANGUAGE sql AS $$
   UPDATE anomalies a SET state = 'auto_resolved', resolved_at = now()
-  WHERE a.state IN ('open', 'acknowledged') AND (
+  WHERE a.subject = ANY (p_tubes || p_boxes ||
+                         ARRAY(SELECT f.tube || '/' || f.person FROM followups f
+                               WHERE f.person = ANY (p_persons)))
+    AND a.state IN ('open', 'acknowledged') AND a.type LIKE 'overdue%' AND (
        (a.type = 'overdue_transport' AND a.subject_kind = 'box' AND a.subject = ANY (p_boxes)
         AND EXISTS (SELECT 1 FROM boxes b WHERE b.code = a.subject AND b.received_at IS NOT NULL))
     OR (a.type = 'overdue_transport' AND a.subject_kind = 'tube' AND a.subject = ANY (p_tubes)
