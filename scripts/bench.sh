@@ -185,7 +185,8 @@ printf 'build           build/release (RelWithDebInfo: -O2 -g), commit %s%s\n' "
 printf 'load average    %s (anything else running shares these cores)\n' "$(cut -d' ' -f1-3 /proc/loadavg)"
 if [[ $MODE == full ]]; then
   say "disk: pg_test_fsync (8 kB writes, 1 s each), where the cluster lives"
-  "${TL_PG_BIN:-/usr/lib/postgresql/15/bin}/pg_test_fsync" -s 1 -f "$BENCH/fsync.test" 2>/dev/null | grep -E 'fdatasync|open_datasync' | head -n 3 || true
+  "${TL_PG_BIN:-/usr/lib/postgresql/15/bin}/pg_test_fsync" -s 1 -f "$BENCH/fsync.test" >"$BENCH/fsync.txt" 2>&1 || true
+  grep -E '^[[:space:]]+(open_datasync|fdatasync) ' "$BENCH/fsync.txt" | sed -n '1,2p' || true
   rm -f "$BENCH/fsync.test"
 fi
 say "postgresql settings (tests/harness/pg.sh + ALTER SYSTEM; the same for every measurement)"
@@ -340,7 +341,7 @@ stats_at() { # LABEL
 if [[ $MODE == scale ]]; then
   STEPS=${TUBELOOP_BENCH_STEPS:-5}
   MINUTES=${TUBELOOP_BENCH_MINUTES:-30}
-  say "scale: 1 M samples per step through POST /v1/events, stats after each step"
+  say "scale: $((SITES * BOXES * 500)) samples per step through POST /v1/events, stats after each step"
   for ((step = 1; step <= STEPS; step++)); do
     if ((SECONDS - T_START > MINUTES * 60)); then
       printf 'scale: stopping after %d steps (%d minutes)\n' $((step - 1)) "$MINUTES"
