@@ -389,15 +389,16 @@ if [[ $PROFILE -eq 1 ]]; then
   PERF_PID=
   # (reports go through files: `head` closing a pipe must not stop the script)
   perf report -i "$BENCH/perf.data" --no-children --sort comm --stdio -g none >"$BENCH/perf.comm" 2>/dev/null || true
-  perf report -i "$BENCH/perf.data" --no-children --comm tubeloopd --sort dso,sym --stdio -g none \
+  # this run's daemon and cluster only (other tubeloopd or postgres processes may be running)
+  perf report -i "$BENCH/perf.data" --no-children --pid "$DAEMON_PID" --sort dso,sym --stdio -g none \
     >"$BENCH/perf.daemon" 2>/dev/null || true
-  perf report -i "$BENCH/perf.data" --no-children --comm postgres --sort dso,sym --stdio -g none \
+  perf report -i "$BENCH/perf.data" --no-children --pid "$(pg_pids | tr ' ' ',')" --sort dso,sym --stdio -g none \
     >"$BENCH/perf.postgres" 2>/dev/null || true
-  say "profile: perf, CPU samples by process (whole machine, 15 s of the ingest)"
+  say "profile: perf, CPU samples by command name (whole machine, 15 s of the ingest)"
   grep -v '^#' "$BENCH/perf.comm" | grep -v '^$' | sed -n '1,12p'
-  say "profile: hottest symbols of tubeloopd (share of all samples)"
+  say "profile: hottest symbols of this tubeloopd (share of all samples)"
   grep -v '^#' "$BENCH/perf.daemon" | grep -v '^$' | sed -n '1,25p'
-  say "profile: hottest symbols of postgres (share of all samples)"
+  say "profile: hottest symbols of this cluster's postgres processes (share of all samples)"
   grep -v '^#' "$BENCH/perf.postgres" | grep -v '^$' | sed -n '1,25p'
   say "profile: pg_stat_statements (track = all), by total time"
   psql_q "SELECT round(total_exec_time)::text || ' ms  ' || calls || ' calls  ' || rows || ' rows  ' ||
