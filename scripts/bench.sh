@@ -20,6 +20,9 @@
 #   7 stats       GET /v1/stats p50/p99 for the county and a township at the data size reached
 #   + overload    (full mode) open loop at 2x the single-event maximum: goodput, 503s, memory
 #   + check       events in the database = events the daemon acknowledged, per workload
+#   + connections (full mode) the ingest at 16, 32 and 64 connections
+# Per phase: CPU seconds of the daemon, the cluster, the load generator and everything else on
+# the machine, and what PostgreSQL logged. Results: docs/PERFORMANCE.md.
 #
 # --short (default) stays under two minutes after the build; --full is larger (about 1.3 M
 # events ingested); --scale loads 1 M samples per step (400 sites x TUBELOOP_BENCH_STEP_BOXES
@@ -31,9 +34,10 @@
 #
 # Environment: TUBELOOP_BENCH_DIR (default /tmp/tubeloop-bench; must be reachable by the
 # `tubeloop` system user when run as root), TUBELOOP_BENCH_PG_PORT (54339),
-# TUBELOOP_BENCH_PORT (18643; the next free one is taken), TUBELOOP_BENCH_SKIP_BUILD (1: build only tubeloopd, not the
-# whole tree), TUBELOOP_BENCH_CONNS (ingest connections, 32),
+# TUBELOOP_BENCH_PORT (18643; the next free one is taken), TUBELOOP_BENCH_SKIP_BUILD (1: build
+# only tubeloopd, not the whole tree), TUBELOOP_BENCH_CONNS (ingest connections, 32),
 # TUBELOOP_BENCH_POOL (--pool-size of the daemon, default: the daemon's default),
+# TUBELOOP_BENCH_PG_EXTRA (more PostgreSQL settings, "name = value" separated by ';'),
 # TUBELOOP_BENCH_DAEMON_ARGS (more flags for `tubeloopd serve`).
 set -euo pipefail
 shopt -s lastpipe # `tool | grab` keeps grab's results in this shell
@@ -149,6 +153,11 @@ PG_SETTINGS=(
 if [[ $PROFILE -eq 1 ]]; then
   PG_SETTINGS+=("shared_preload_libraries = 'pg_stat_statements'")
 fi
+# More settings to try, ';'-separated: TUBELOOP_BENCH_PG_EXTRA="plan_cache_mode = 'force_custom_plan'"
+if [[ -n ${TUBELOOP_BENCH_PG_EXTRA:-} ]]; then
+  IFS=';' read -r -a extra_pg <<<"$TUBELOOP_BENCH_PG_EXTRA"
+  PG_SETTINGS+=("${extra_pg[@]}")
+fi
 mkdir -p "$BENCH"
 [[ $(id -u) -ne 0 ]] || chmod 0711 "$BENCH"
 "$PGSH" destroy "$PG_DIR" >/dev/null
@@ -193,7 +202,7 @@ say "postgresql settings (tests/harness/pg.sh + ALTER SYSTEM; the same for every
 psql_q "SELECT name || ' = ' || setting || coalesce(' ' || unit, '') FROM pg_settings WHERE name IN
   ('fsync','synchronous_commit','full_page_writes','wal_sync_method','shared_buffers','wal_buffers',
    'max_wal_size','checkpoint_timeout','max_connections','work_mem','wal_level','commit_delay',
-   'shared_preload_libraries') ORDER BY name"
+   'shared_preload_libraries','plan_cache_mode') ORDER BY name"
 
 # ---------------------------------------------------------------------------------------------
 # The daemon
