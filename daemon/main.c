@@ -11,6 +11,7 @@
 #include <sys/stat.h>
 #include <unistd.h>
 
+/* The source tree's folders, compiled in by CMake so that a binary in its build tree finds them. */
 #ifndef TL_SQL_DIR
 #define TL_SQL_DIR "/usr/local/share/tubeloop/sql"
 #endif
@@ -29,18 +30,35 @@ static const char usage[] =
     "  gen-keys                          print a new PII keys file\n"
     "flags (each also read from its environment variable):\n";
 
-static const char *sql_dir(const tl_config_t *c) {
-  if (c->sql_dir) return c->sql_dir;
-  struct stat st;
-  if (stat(TL_SQL_DIR, &st) == 0) return TL_SQL_DIR;
-  return "/usr/local/share/tubeloop/sql";
+/* The default of --sql-dir / --web-dir. An installed tubeloopd (`cmake --install`, the image,
+ * a package) lives in PREFIX/bin beside PREFIX/share/tubeloop/{sql,web}; it finds them from its
+ * own path (/proc/self/exe), so an install under any prefix needs no flag. A binary that has no
+ * such folder beside it (one in its build tree) uses the source tree's, compiled in. The result
+ * is in buf or is the compiled-in string; valid as long as buf. */
+static const char *data_dir(const char *name, const char *built_in, char *buf, size_t len) {
+  char exe[4096];
+  ssize_t n = readlink("/proc/self/exe", exe, sizeof exe - 1);
+  if (n > 0) {
+    exe[n] = '\0';
+    char *slash = strrchr(exe, '/'); /* PREFIX/bin/tubeloopd -> PREFIX/bin */
+    if (slash != NULL) *slash = '\0';
+    slash = strrchr(exe, '/'); /* -> PREFIX */
+    if (slash != NULL) {
+      *slash = '\0';
+      struct stat st;
+      int w = snprintf(buf, len, "%s/share/tubeloop/%s", exe, name);
+      if (w > 0 && (size_t)w < len && stat(buf, &st) == 0 && S_ISDIR(st.st_mode)) return buf;
+    }
+  }
+  return built_in;
 }
 
-static const char *web_dir(const tl_config_t *c) {
-  if (c->web_dir) return c->web_dir;
-  struct stat st;
-  if (stat(TL_WEB_DIR, &st) == 0) return TL_WEB_DIR;
-  return "/usr/local/share/tubeloop/web";
+static const char *sql_dir(const tl_config_t *c, char *buf, size_t len) {
+  return c->sql_dir ? c->sql_dir : data_dir("sql", TL_SQL_DIR, buf, len);
+}
+
+static const char *web_dir(const tl_config_t *c, char *buf, size_t len) {
+  return c->web_dir ? c->web_dir : data_dir("web", TL_WEB_DIR, buf, len);
 }
 
 static int parse(tl_config_t *c, int need, int argc, char **argv) {
@@ -78,13 +96,15 @@ int main(int argc, char **argv) {
     if (parse(&c, TL_CONFIG_NEED_DB | TL_CONFIG_NEED_LISTEN | TL_CONFIG_NEED_TLS |
                       TL_CONFIG_NEED_KEYS, argc, argv) != 0)
       return 2;
-    c.web_dir = web_dir(&c);
+    char web[4096];
+    c.web_dir = web_dir(&c, web, sizeof web);
     return tl_serve(&c);
   }
   if (strcmp(cmd, "migrate") == 0) {
     if (parse(&c, TL_CONFIG_NEED_DB, argc, argv) != 0) return 2;
     int applied = 0;
-    if (tl_db_migrate(c.db, sql_dir(&c), &applied, err, sizeof err) != 0) {
+    char sql[4096];
+    if (tl_db_migrate(c.db, sql_dir(&c, sql, sizeof sql), &applied, err, sizeof err) != 0) {
       fprintf(stderr, "tubeloopd migrate: %s\n", err);
       return 1;
     }

