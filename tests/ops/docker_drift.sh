@@ -54,7 +54,7 @@ while read -r _ src _; do
 done < <(grep -E '^COPY ' "$df" | grep -v -- '--from=')
 
 # ---- COPY --from=build is what tl_install installs ----------------------------------------------
-stage=$(mktemp -d "${TUBELOOP_TEST_TMP:-/tmp}/ops-drift.XXXXXX")
+stage=$(mktemp -d -p "${TUBELOOP_TEST_TMP:-}" ops-drift.XXXXXX)
 trap 'rm -rf "$stage"' EXIT
 # shellcheck source=scripts/lib.sh
 (source "$top/scripts/lib.sh" && DESTDIR=$stage/out tl_install /usr "$build") >/dev/null ||
