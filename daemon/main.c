@@ -3,6 +3,7 @@
 #include "base/log.h"
 #include "conf/config.h"
 #include "crypto/keys.h"
+#include "db/chainverify.h"
 #include "db/migrate.h"
 #include "serve.h"
 
@@ -28,6 +29,8 @@ static const char usage[] =
     "  migrate      --db CONNINFO        apply sql/ migrations (idempotent)\n"
     "  admin-token  --db CONNINFO [--label L]   print a new admin token\n"
     "  gen-keys                          print a new PII keys file\n"
+    "  verify       --db CONNINFO --keys F [--partition P]   recompute the custody chains;\n"
+    "                                    exit 1 on any finding\n"
     "flags (each also read from its environment variable):\n";
 
 /* The default of --sql-dir / --web-dir. An installed tubeloopd (`cmake --install`, the image,
@@ -120,6 +123,23 @@ int main(int argc, char **argv) {
     }
     printf("%s\n", token);
     return 0;
+  }
+  if (strcmp(cmd, "verify") == 0) {
+    if (parse(&c, TL_CONFIG_NEED_DB | TL_CONFIG_NEED_KEYS, argc, argv) != 0) return 2;
+    tl_keys_t keys;
+    if (tl_keys_load(&keys, c.keys, err, sizeof err) != 0) {
+      fprintf(stderr, "tubeloopd verify: %s\n", err);
+      return 2;
+    }
+    tl_chain_report_t rep;
+    int rc = tl_db_chain_verify(c.db, &keys, c.partition, stdout, &rep, err, sizeof err);
+    tl_keys_dispose(&keys);
+    if (fflush(stdout) != 0) return 2;
+    if (rc != 0) {
+      fprintf(stderr, "tubeloopd verify: %s\n", err);
+      return 2;
+    }
+    return rep.findings ? 1 : 0;
   }
   if (strcmp(cmd, "gen-keys") == 0) {
     if (argc > 2) {

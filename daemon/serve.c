@@ -7,6 +7,7 @@
 #include "api/live.h"
 #include "api/limit.h"
 #include "api/overdue.h"
+#include "api/sealer.h"
 #include "api/web.h"
 #include "base/log.h"
 #include "crypto/keys.h"
@@ -35,6 +36,7 @@ typedef struct {
   tl_api_t api;
   tl_keys_t keys;
   tl_overdue_t overdue;
+  tl_sealer_t sealer;
   tl_live_t *live;
   tl_web_t *web;
   int stopping;
@@ -52,6 +54,7 @@ static void on_server_drained(void *arg) {
   daemon_t *d = arg;
   tl_log(TL_LOG_INFO, "drained", "");
   tl_overdue_stop(&d->overdue);
+  tl_sealer_stop(&d->sealer);
   tl_db_pool_close(d->db, on_pool_closed, d);
 }
 
@@ -142,6 +145,11 @@ int tl_serve(const tl_config_t *cfg) {
 
   tl_db_pool_start(d.db);
   if (tl_overdue_start(&d.overdue, &d.loop, d.db, cfg->sweep_interval_ms) != 0) goto done;
+  tl_sealer_defaults(&d.sealer);
+  d.sealer.keys = &d.keys;
+  d.sealer.tz = cfg->tz;
+  d.sealer.checkpoint_interval_s = cfg->checkpoint_interval_ms / 1000;
+  if (tl_sealer_start(&d.sealer, &d.loop, d.db, cfg->seal_interval_ms) != 0) goto done;
   int rc = tl_http_server_listen(d.server, cfg->listen_host, cfg->listen_port);
   if (rc != 0) {
     tl_log(TL_LOG_ERROR, "listen_failed", "listen=%s error=%s", cfg->listen, tl_strerror(rc));

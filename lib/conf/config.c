@@ -64,6 +64,12 @@ static const opt_t options[] = {
      "requests per second per client address (0: off)"},
     {"--transit-default", "TUBELOOP_TRANSIT_DEFAULT", OPT_INT, F(transit_default_min), 1, 10000,
      "minutes of transit assumed for a route without history"},
+    {"--seal-interval", "TUBELOOP_SEAL_INTERVAL", OPT_MS, F(seal_interval_ms), 1, 3600,
+     "seconds between custody chain seals"},
+    {"--checkpoint-interval", "TUBELOOP_CHECKPOINT_INTERVAL", OPT_MS, F(checkpoint_interval_ms), 1,
+     86400, "seconds before a moved chain head is signed"},
+    {"--partition", "TUBELOOP_PARTITION", OPT_STRING, F(partition), 0, 0,
+     "verify: one chain partition (COUNTY/YYYY-MM-DD)"},
 };
 #undef F
 
@@ -86,6 +92,8 @@ void tl_config_defaults(tl_config_t *c) {
   c->transit_default_min = 60;
   c->rate_token = 500;
   c->rate_address = 1000;
+  c->seal_interval_ms = 2000;
+  c->checkpoint_interval_ms = 60000;
 }
 
 static int set_value(tl_config_t *c, const opt_t *o, const char *value, const char *from,

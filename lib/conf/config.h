@@ -39,6 +39,9 @@ typedef struct {
   int transit_default_min;   /* arrival estimate without route history */
   int rate_token;            /* requests per second per token (0: no limit) */
   int rate_address;          /* requests per second per client address (0: no limit) */
+  int seal_interval_ms;      /* how often the custody chain's sealer runs */
+  int checkpoint_interval_ms; /* a moved chain head is signed at least this often */
+  const char *partition;     /* verify: only this chain partition */
 } tl_config_t;
 
 /* Which flags a subcommand needs (bit set). */

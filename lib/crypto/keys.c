@@ -1,9 +1,13 @@
 /* Generation, parsing and loading of the PII keys file (keys.h). */
 #include "crypto/keys.h"
 
+#include "crypto/chain.h"
+
 #include <errno.h>
 #include <fcntl.h>
 #include <openssl/crypto.h>
+#include <openssl/evp.h>
+#include <openssl/hmac.h>
 #include <openssl/rand.h>
 #include <stdio.h>
 #include <stdlib.h>
@@ -11,41 +15,30 @@
 #include <sys/stat.h>
 #include <unistd.h>
 
-static int hexval(char c) {
-  if (c >= '0' && c <= '9') return c - '0';
-  if (c >= 'a' && c <= 'f') return c - 'a' + 10;
-  if (c >= 'A' && c <= 'F') return c - 'A' + 10;
-  return -1;
-}
-
 static int parse_key(const char *s, size_t n, unsigned char out[32]) {
-  if (n != 64) return TL_EINVAL;
-  for (size_t i = 0; i < 32; i++) {
-    int hi = hexval(s[2 * i]), lo = hexval(s[2 * i + 1]);
-    if (hi < 0 || lo < 0) return TL_EINVAL;
-    out[i] = (unsigned char)(hi << 4 | lo);
-  }
-  return 0;
+  return n == 64 ? tl_chain_unhex(s, out, 32) : TL_EINVAL;
 }
 
 int tl_keys_generate(char *out, size_t outlen) {
-  unsigned char h[32], a[32];
-  if (RAND_bytes(h, 32) != 1 || RAND_bytes(a, 32) != 1) return TL_EIO;
-  char hh[65], ah[65];
-  for (int i = 0; i < 32; i++) {
-    snprintf(hh + 2 * i, 3, "%02x", h[i]);
-    snprintf(ah + 2 * i, 3, "%02x", a[i]);
-  }
+  unsigned char h[32], a[32], g[32];
+  if (RAND_bytes(h, 32) != 1 || RAND_bytes(a, 32) != 1 || RAND_bytes(g, 32) != 1) return TL_EIO;
+  char hh[65], ah[65], gh[65];
+  tl_chain_hex(h, 32, hh);
+  tl_chain_hex(a, 32, ah);
+  tl_chain_hex(g, 32, gh);
   int n = snprintf(out, outlen,
                    "# tubeloop PII keys: keep secret (mode 0600), back them up, never commit.\n"
                    "# hmac: looks persons up by ID number. aes ID KEY: the last line encrypts,\n"
                    "# every line decrypts; rotate by appending a new aes line with a new id.\n"
-                   "hmac %s\naes 1 %s\n",
-                   hh, ah);
+                   "# sign: Ed25519 key of the custody chain's checkpoints (the last signs).\n"
+                   "hmac %s\naes 1 %s\nsign %s\n",
+                   hh, ah, gh);
   OPENSSL_cleanse(h, 32);
   OPENSSL_cleanse(a, 32);
+  OPENSSL_cleanse(g, 32);
   OPENSSL_cleanse(hh, sizeof hh);
   OPENSSL_cleanse(ah, sizeof ah);
+  OPENSSL_cleanse(gh, sizeof gh);
   return n > 0 && (size_t)n < outlen ? 0 : TL_EINVAL;
 }
 
@@ -76,6 +69,10 @@ int tl_keys_parse(tl_keys_t *k, const char *text, char *err, size_t errlen) {
           if (k->aes[i].id == (unsigned)id) goto bad;
         if (parse_key(w3, strlen(w3), k->aes[k->naes].key) != 0) goto bad;
         k->aes[k->naes++].id = (unsigned)id;
+      } else if (strcmp(w1, "sign") == 0 && w2 && !w3) {
+        if (k->nsign == TL_KEYS_MAX || parse_key(w2, strlen(w2), k->sign[k->nsign]) != 0)
+          goto bad;
+        k->nsign++;
       } else {
         goto bad;
       }
@@ -87,6 +84,19 @@ int tl_keys_parse(tl_keys_t *k, const char *text, char *err, size_t errlen) {
     snprintf(err, errlen, "keys file needs one hmac line and at least one aes line");
     tl_keys_dispose(k);
     return TL_EINVAL;
+  }
+  if (k->nsign == 0) {
+    /* a keys file from before the custody chain: derive its signing key (keys.h) */
+    static const char info[] = "tubeloop chain signing key v1";
+    unsigned int n = 0;
+    if (HMAC(EVP_sha256(), k->hmac, sizeof k->hmac, (const unsigned char *)info,
+             sizeof info - 1, k->sign[0], &n) == NULL || n != 32) {
+      snprintf(err, errlen, "cannot derive the signing key");
+      tl_keys_dispose(k);
+      return TL_EINVAL;
+    }
+    k->nsign = 1;
+    k->sign_derived = 1;
   }
   return 0;
 bad:
