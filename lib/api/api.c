@@ -99,6 +99,7 @@ int tl_api_routes(tl_router_t *r, tl_api_t *api) {
   bad |= tl_router_add(r, "GET", "/healthz", tl__api_healthz, api) < 0;
   bad |= tl_router_add(r, "GET", "/readyz", tl__api_readyz, api) < 0;
   bad |= tl_router_add(r, "GET", "/metrics", tl__api_metrics, api) < 0;
+  bad |= tl_router_add(r, "GET", "/openapi.json", tl__api_openapi, api) < 0;
   bad |= tl_router_add(r, "POST", "/v1/events", tl__api_events, api) < 0;
   bad |= tl_router_add(r, "GET", "/v1/tubes/{code}", tl__api_tube, api) < 0;
   bad |= tl_router_add(r, "GET", "/v1/boxes/{code}", tl__api_box, api) < 0;

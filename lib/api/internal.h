@@ -14,6 +14,10 @@ void tl__api_json_or_404(tl_http_exchange_t *x, tl_api_t *api, int status,
 void tl__api_healthz(tl_http_exchange_t *x, void *ctx);
 void tl__api_readyz(tl_http_exchange_t *x, void *ctx);
 void tl__api_metrics(tl_http_exchange_t *x, void *ctx);
+/* openapi.c, and the document's bytes generated at build time from lib/api/openapi.json */
+extern const unsigned char tl__openapi_json[];
+extern const size_t tl__openapi_json_len;
+void tl__api_openapi(tl_http_exchange_t *x, void *ctx);
 void tl__api_admin_regions(tl_http_exchange_t *x, void *ctx);
 void tl__api_admin_sites(tl_http_exchange_t *x, void *ctx);
 void tl__api_admin_labs(tl_http_exchange_t *x, void *ctx);
