@@ -6,6 +6,7 @@
 #include "routes.h"
 
 #include "api/api.h"
+#include "api/fold.h"
 #include "api/live.h"
 #include "api/limit.h"
 #include "api/overdue.h"
@@ -39,6 +40,7 @@ typedef struct {
   tl_keys_t keys;
   tl_overdue_t overdue;
   tl_sealer_t sealer;
+  tl_fold_t fold;
   tl_live_t *live;
   tl_web_t *web;
   int stopping;
@@ -57,6 +59,7 @@ static void on_server_drained(void *arg) {
   tl_log(TL_LOG_INFO, "drained", "");
   tl_overdue_stop(&d->overdue);
   tl_sealer_stop(&d->sealer);
+  tl_fold_stop(&d->fold);
   tl_db_pool_close(d->db, on_pool_closed, d);
 }
 
@@ -145,7 +148,9 @@ int tl_serve(const tl_config_t *cfg) {
   uv_signal_start(&d.sigint, on_signal, SIGINT);
 
   tl_db_pool_start(d.db);
-  if (tl_overdue_start(&d.overdue, &d.loop, d.db, cfg->sweep_interval_ms) != 0) goto done;
+  if (tl_overdue_start(&d.overdue, &d.loop, d.db, cfg->sweep_interval_ms) != 0 ||
+      tl_fold_start(&d.fold, &d.loop, d.db, 1000) != 0)
+    goto done;
   tl_sealer_defaults(&d.sealer);
   d.sealer.keys = &d.keys;
   d.sealer.tz = cfg->tz;

@@ -77,6 +77,9 @@ static void snapshot_done(void *arg, int status, const tl_db_result_t *res) {
     hub_maybe_free(l);
     return;
   }
+  if (status != 0)
+    tl_log(TL_LOG_WARN, "live_snapshot_failed", "status=\"%s\" sqlstate=%s", tl_strerror(status),
+           tl_db_result_sqlstate(res));
   const char *json = status == 0 ? tl_db_result_value(res, 0, 0) : NULL;
   const char *ver = status == 0 ? tl_db_result_value(res, 0, 1) : NULL;
   long long version = ver ? strtoll(ver, NULL, 10) : 0;
@@ -99,11 +102,9 @@ static void snapshot_done(void *arg, int status, const tl_db_result_t *res) {
 static const char snapshot_sql[] =
     "WITH rs AS (SELECT CASE WHEN $3::text IS NOT NULL THEN ARRAY[$3::text] ELSE"
     "  ARRAY(SELECT code FROM rounds WHERE day = coalesce($2::date, current_date)) END AS rounds)"
-    " SELECT (tl_stats_json($1, rs.rounds) || jsonb_build_object('day', CASE WHEN $3::text IS NULL"
-    "  THEN coalesce($2::date, current_date) END, 'round', $3::text))::text,"
-    "  coalesce((SELECT (extract(epoch FROM max(s.updated_at)) * 1000)::bigint FROM stats s"
-    "   WHERE s.round = ANY (rs.rounds) AND (s.code = $1 OR s.parent = $1)), 0)"
-    " FROM rs";
+    " SELECT (l.answer || jsonb_build_object('day', CASE WHEN $3::text IS NULL"
+    "  THEN coalesce($2::date, current_date) END, 'round', $3::text))::text, l.version"
+    " FROM rs CROSS JOIN LATERAL tl_stats_live($1, rs.rounds) l";
 
 static void on_flush(uv_timer_t *t) {
   tl_live_t *l = t->data;

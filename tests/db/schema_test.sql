@@ -94,7 +94,7 @@ END $$;
 -- negative removes both; the receipt clears the custody gap
 UPDATE tubes SET result = 'negative', result_at = '2021-10-08T08:00:00Z', result_lab = 'L1',
                  sealed_at = '2021-10-08T06:05:00Z' WHERE code = 'S00001';
-SELECT count(*) FROM tl_refresh(ARRAY['S00001'], ARRAY[]::text[]);
+SELECT count(*) FROM tl_refresh(ARRAY['S00001'], ARRAY[]::text[], ARRAY['S00001']);
 DO $$
 BEGIN
   IF (SELECT state || '/' || result FROM followups WHERE person LIKE '1%') <> 'closed/negative' THEN
@@ -102,7 +102,7 @@ BEGIN
   END IF;
 END $$;
 UPDATE tubes SET result = 'negative', received_at = '2021-10-08T04:00:00Z', received_lab = 'L1' WHERE code = 'T00001';
-SELECT count(*) FROM tl_refresh(ARRAY['T00001'], ARRAY[]::text[]);
+SELECT count(*) FROM tl_refresh(ARRAY['T00001'], ARRAY[]::text[], ARRAY['T00001']);
 DO $$
 BEGIN
   IF (SELECT count(*) FROM followups) <> 0 THEN

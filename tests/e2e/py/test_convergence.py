@@ -273,7 +273,14 @@ SNAPSHOT_SQL = {
     "open_anomalies": "SELECT coalesce(jsonb_agg(jsonb_build_array(a.subject, a.type, a.region)"
                       " ORDER BY a.subject, a.type), '[]') FROM anomalies a"
                       " WHERE a.state IN ('open', 'acknowledged') AND a.type NOT LIKE 'overdue%'",
+    # the dashboards' roll-ups (folded first), but for the wall-clock overdue_* anomalies
+    "stats": "SELECT coalesce(jsonb_agg(to_jsonb(s) - 'updated_at' - 'overdue'"
+             " || jsonb_build_object('anomalies_open', s.anomalies_open - s.overdue)"
+             " ORDER BY s.round, s.code), '[]') FROM stats s",
 }
+# every figure of every roll-up, to compare the folded deltas with a re-count
+STATS_SQL = ("SELECT coalesce(jsonb_agg(to_jsonb(s) - 'updated_at' ORDER BY s.round, s.code), '[]')"
+             " FROM stats s")
 
 
 class Convergence(unittest.TestCase):
@@ -332,7 +339,9 @@ class Convergence(unittest.TestCase):
                                  % (self.where(run, strategy), d, sent, json.dumps(bad, ensure_ascii=False)[:1500]))
                 sent += len(events)
             self.assertEqual(sent, sc.nevents)
+            env.db.psql("SELECT tl_fold()")
             snap = {k: env.db.json(q) for k, q in SNAPSHOT_SQL.items()}
+            self.check_rollups(env, self.where(run, strategy))
             looks = {}
             for p in sc.persons:
                 r = env.admin.lookup(p["id_number"])
@@ -345,6 +354,25 @@ class Convergence(unittest.TestCase):
             if not ok and T.keep():
                 print("kept for post-mortem:", env.db.name, file=sys.stderr)
             env.close()
+
+    def check_rollups(self, env, where):
+        """The roll-ups kept by deltas equal a re-count from the raw tables. Writes (the
+        sweep's) wait while the transaction holds the delta table, so both see the same facts;
+        the re-count is rolled back."""
+        db = env.db
+        db.psql("BEGIN")
+        try:
+            db.psql("LOCK TABLE stats_delta IN EXCLUSIVE MODE")
+            db.psql("SET LOCAL TimeZone = 'Asia/Shanghai'")  # the daemon's --tz: hours of day
+            db.psql("SELECT tl_fold()")
+            folded = db.json(STATS_SQL)
+            db.psql("SELECT tl_rollup_rebuild()")
+            recounted = db.json(STATS_SQL)
+        finally:
+            db.psql("ROLLBACK")
+        self.assertTrue(folded, where)
+        self.assertEqual(folded, recounted, "%s: roll-ups differ from a re-count:\n%s"
+                         % (where, self.diff(recounted, folded)))
 
     def check_plan(self, sc, snap, where):
         """The first run against what the generator planned."""

@@ -1,0 +1,39 @@
+/* The roll-up fold: a libuv timer that moves the deltas every write appends (stats_delta) into
+ * the dashboards' roll-ups (tl_fold, sql/008_rollup_deltas.sql), so that they stay small when
+ * nobody reads. Reads fold too; the database lets one fold run at a time. */
+#include "api/fold.h"
+
+#include "base/log.h"
+
+static void fold_done(void *arg, int status, const tl_db_result_t *res) {
+  tl_fold_t *f = arg;
+  f->running = 0;
+  if (status != 0) {
+    tl_log(TL_LOG_WARN, "fold_failed", "status=\"%s\" sqlstate=%s", tl_strerror(status),
+           tl_db_result_sqlstate(res));
+    return;
+  }
+  f->folds++;
+}
+
+static void on_tick(uv_timer_t *t) {
+  tl_fold_t *f = t->data;
+  if (f->running) return; /* the last one is still in the database */
+  if (tl_db_exec(f->db, "SELECT tl_fold()", 0, NULL, fold_done, f) == 0) f->running = 1;
+}
+
+int tl_fold_start(tl_fold_t *f, uv_loop_t *loop, tl_db_pool_t *db, int interval_ms) {
+  f->db = db;
+  f->running = 0;
+  f->folds = 0;
+  int rc = uv_timer_init(loop, &f->timer);
+  if (rc != 0) return rc;
+  f->timer.data = f;
+  return uv_timer_start(&f->timer, on_tick, (uint64_t)interval_ms, (uint64_t)interval_ms);
+}
+
+static void on_closed(uv_handle_t *h) { (void)h; }
+
+void tl_fold_stop(tl_fold_t *f) {
+  if (!uv_is_closing((uv_handle_t *)&f->timer)) uv_close((uv_handle_t *)&f->timer, on_closed);
+}

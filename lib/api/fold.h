@@ -1,0 +1,19 @@
+/* The roll-up fold (see fold.c). Caller-owned; start after the pool, stop before closing it. */
+#ifndef TL_API_FOLD_H
+#define TL_API_FOLD_H
+
+#include "db/pool.h"
+
+#include <uv.h>
+
+typedef struct {
+  uv_timer_t timer;
+  tl_db_pool_t *db; /* borrowed */
+  int running;      /* a fold is in the database */
+  unsigned long folds;
+} tl_fold_t;
+
+TL_WUR int tl_fold_start(tl_fold_t *f, uv_loop_t *loop, tl_db_pool_t *db, int interval_ms);
+void tl_fold_stop(tl_fold_t *f);
+
+#endif
