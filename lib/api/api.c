@@ -113,6 +113,9 @@ int tl_api_routes(tl_router_t *r, tl_api_t *api) {
   bad |= tl_router_add(r, "GET", "/v1/stats/charts", tl__api_charts, api) < 0;
   bad |= tl_router_add(r, "GET", "/v1/ledger", tl__api_ledger, api) < 0;
   bad |= tl_router_add(r, "GET", "/v1/labs/{code}/arrivals", tl__api_arrivals, api) < 0;
+  bad |= tl_router_add(r, "GET", "/v1/export/fhir", tl__api_export_fhir, api) < 0;
+  bad |= tl_router_add(r, "GET", "/v1/export/hl7v2", tl__api_export_hl7v2, api) < 0;
+  bad |= tl_router_add(r, "GET", "/v1/export/epcis", tl__api_export_epcis, api) < 0;
   bad |= tl_router_add(r, "POST", "/v1/admin/regions", tl__api_admin_regions, api) < 0;
   bad |= tl_router_add(r, "POST", "/v1/admin/sites", tl__api_admin_sites, api) < 0;
   bad |= tl_router_add(r, "POST", "/v1/admin/labs", tl__api_admin_labs, api) < 0;

@@ -40,5 +40,8 @@ void tl__api_stats(tl_http_exchange_t *x, void *ctx);
 void tl__api_charts(tl_http_exchange_t *x, void *ctx);
 void tl__api_ledger(tl_http_exchange_t *x, void *ctx);
 void tl__api_arrivals(tl_http_exchange_t *x, void *ctx);
+void tl__api_export_fhir(tl_http_exchange_t *x, void *ctx);  /* export.c */
+void tl__api_export_hl7v2(tl_http_exchange_t *x, void *ctx);
+void tl__api_export_epcis(tl_http_exchange_t *x, void *ctx);
 
 #endif
