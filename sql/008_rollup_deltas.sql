@@ -116,11 +116,14 @@ BEGIN
     SELECT array_agg(n.code), array_agg(true) INTO v_codes, v_now FROM new_rows n
     WHERE n.picked_up_at IS NOT NULL OR n.delivered_at IS NOT NULL;
   ELSE
-    SELECT array_agg(n.code), array_agg(n.picked_up_at IS NOT NULL OR n.delivered_at IS NOT NULL)
-      INTO v_codes, v_now
-    FROM old_rows o JOIN new_rows n ON n.code = o.code
-    WHERE (o.picked_up_at IS NOT NULL OR o.delivered_at IS NOT NULL)
-       <> (n.picked_up_at IS NOT NULL OR n.delivered_at IS NOT NULL);
+    SELECT array_agg(x.code), array_agg(x.w > 0) INTO v_codes, v_now
+    FROM (SELECT c.code, sum(c.w)::int AS w
+          FROM (SELECT n.code, CASE WHEN n.picked_up_at IS NOT NULL OR n.delivered_at IS NOT NULL
+                                    THEN 1 ELSE 0 END AS w FROM new_rows n
+                UNION ALL
+                SELECT o.code, CASE WHEN o.picked_up_at IS NOT NULL OR o.delivered_at IS NOT NULL
+                                    THEN -1 ELSE 0 END FROM old_rows o) c
+          GROUP BY c.code HAVING sum(c.w) <> 0) x;
   END IF;
   IF v_codes IS NULL THEN RETURN NULL; END IF;
   INSERT INTO stats_delta (round, site, metric, key, n)
@@ -172,11 +175,16 @@ BEGIN
     SELECT array_agg(n.person), array_agg(n.round), array_agg(1) INTO v_persons, v_rounds, v_w
     FROM new_rows n WHERE n.status IN ('negative', 'positive');
   ELSE
-    SELECT array_agg(n.person), array_agg(n.round),
-           array_agg(CASE WHEN n.status IN ('negative', 'positive') THEN 1 ELSE -1 END)
-      INTO v_persons, v_rounds, v_w
-    FROM old_rows o JOIN new_rows n ON n.person = o.person AND n.round = o.round
-    WHERE (o.status IN ('negative', 'positive')) <> (n.status IN ('negative', 'positive'));
+    -- old and new rows summed per key rather than joined: transition tables have no index
+    -- and no statistics, and a join of them ran as a nested loop
+    SELECT array_agg(x.person), array_agg(x.round), array_agg(x.w) INTO v_persons, v_rounds, v_w
+    FROM (SELECT c.person, c.round, sum(c.w)::int AS w
+          FROM (SELECT n.person, n.round, CASE WHEN n.status IN ('negative', 'positive') THEN 1 ELSE 0 END AS w
+                FROM new_rows n
+                UNION ALL
+                SELECT o.person, o.round, CASE WHEN o.status IN ('negative', 'positive') THEN -1 ELSE 0 END
+                FROM old_rows o) c
+          GROUP BY c.person, c.round HAVING sum(c.w) <> 0) x;
   END IF;
   IF v_persons IS NULL THEN RETURN NULL; END IF;
   INSERT INTO stats_delta (round, site, metric, key, n)
