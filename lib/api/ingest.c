@@ -602,7 +602,10 @@ static void ingest_pump(tl_api_t *api) {
 
 void tl__ingest_submit(tl_api_t *api, tl__batch_t *b) {
   ingest_t *q = queue_of(api);
-  if (q == NULL || q->queued + b->n > TL__QUEUE_EVENTS) {
+  long max = api->ingest_queue_max > 0 ? api->ingest_queue_max : TL__QUEUE_EVENTS;
+  /* Overload: refuse (503, Retry-After) rather than queue work nobody will wait for. A batch
+   * bigger than the whole bound still gets in when nothing waits. */
+  if (q == NULL || (q->queued > 0 && q->queued + b->n > max)) {
     tl__batch_finish(b, TL_EBUSY);
     return;
   }

@@ -17,7 +17,7 @@
 #include <stdint.h>
 
 #define TL__GROUP_EVENTS 5000   /* events in one transaction at most */
-#define TL__QUEUE_EVENTS 200000 /* events waiting in a daemon before requests get 503 */
+#define TL__QUEUE_EVENTS 10000 /* events waiting in a daemon before 503, without --ingest-queue */
 
 typedef enum {
   TL__SLOT_REJECTED = 0, /* refused: code and message say why; nothing stored */

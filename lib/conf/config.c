@@ -64,6 +64,8 @@ static const opt_t options[] = {
      "requests per second per client address (0: off)"},
     {"--transit-default", "TUBELOOP_TRANSIT_DEFAULT", OPT_INT, F(transit_default_min), 1, 10000,
      "minutes of transit assumed for a route without history"},
+    {"--ingest-queue", "TUBELOOP_INGEST_QUEUE", OPT_INT, F(ingest_queue), 1, 1000000,
+     "events waiting for group commit before new batches get 503"},
     {"--seal-interval", "TUBELOOP_SEAL_INTERVAL", OPT_MS, F(seal_interval_ms), 1, 3600,
      "seconds between custody chain seals"},
     {"--checkpoint-interval", "TUBELOOP_CHECKPOINT_INTERVAL", OPT_MS, F(checkpoint_interval_ms), 1,
@@ -90,6 +92,7 @@ void tl_config_defaults(tl_config_t *c) {
   c->overdue_followup_min = 720;
   c->sweep_interval_ms = 60000;
   c->transit_default_min = 60;
+  c->ingest_queue = 10000;
   c->rate_token = 500;
   c->rate_address = 1000;
   c->seal_interval_ms = 2000;

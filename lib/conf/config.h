@@ -37,6 +37,7 @@ typedef struct {
   int overdue_followup_min;  /* follow-up limit */
   int sweep_interval_ms;     /* how often the overdue sweep runs */
   int transit_default_min;   /* arrival estimate without route history */
+  int ingest_queue;          /* events waiting for group commit before 503 */
   int rate_token;            /* requests per second per token (0: no limit) */
   int rate_address;          /* requests per second per client address (0: no limit) */
   int seal_interval_ms;      /* how often the custody chain's sealer runs */

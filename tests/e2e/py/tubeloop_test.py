@@ -661,11 +661,13 @@ COURIERS = [
 class Env:
     """A started database + daemon + admin client, with the registry loaded."""
 
-    def __init__(self, label, log_level=None, registry=True, keys_from=None, template=None):
+    def __init__(self, label, log_level=None, registry=True, keys_from=None, template=None,
+                 extra_env=None):
         self.db = Database(label, template=template)
         self.daemon = None
         try:
-            self.daemon = Daemon(self.db, label, log_level=log_level, keys_from=keys_from).start()
+            self.daemon = Daemon(self.db, label, log_level=log_level, keys_from=keys_from,
+                                 extra_env=extra_env).start()
             self.admin_secret = self.daemon.admin_token()
             self.admin = self.daemon.client(self.admin_secret)
             self.tokens = {}
