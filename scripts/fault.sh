@@ -2,6 +2,15 @@
 # fault.sh — the long forms of the fault tests (not part of the test command).
 #
 #   scripts/fault.sh [KILLS] [DEVICES]      default 100 kills, 16 devices
+#   scripts/fault.sh slow [CONNECTIONS] [SECONDS]
+#                                           slowhttptest slowloris, slow body and slow read
+#                                           (default 4000 connections, 120 s each) while a
+#                                           control client's latency is measured
+#   scripts/fault.sh pg [OUTAGE] [ROUNDS]   PostgreSQL down OUTAGE seconds under load (120),
+#                                           then ROUNDS pg_terminate_backend rounds (100)
+#   scripts/fault.sh tls                    testssl.sh's whole scan of the daemon (HIGH or
+#                                           CRITICAL findings fail it), then its negative
+#                                           control against a badly configured openssl s_server
 #
 # Builds build/release, starts a private PostgreSQL for the run, and runs
 # tests/fault/crash_history.py: the daemon is killed with SIGKILL KILLS times under load while
@@ -12,9 +21,12 @@ set -euo pipefail
 top=$(cd "$(dirname "$0")/.." && pwd)
 # shellcheck source=lib.sh
 . "$top/scripts/lib.sh"
+mode=crash
+case ${1:-} in slow | pg | tls) mode=$1; shift ;; esac
 kills=${1:-100}
 devices=${2:-16}
 tl_deps
+tl_fault_deps
 tl_build release
 dir=/tmp/tubeloop-fault-pg-$$
 port=$((30000 + $$ % 20000))
@@ -25,5 +37,17 @@ export TUBELOOP_TEST_PG_DIR=$dir TUBELOOP_TEST_PG_SH=$top/tests/harness/pg.sh
 export TUBELOOPD=$top/build/release/tubeloopd TUBELOOP_TEST_TMP=$top/build/release/test-tmp
 mkdir -p "$TUBELOOP_TEST_TMP"
 "$TUBELOOPD" migrate --db "$TUBELOOP_TEST_DB"
-python3 "$top/tests/fault/crash_history.py" --kills "$kills" --devices "$devices" --interval 3
-python3 "$top/tests/fault/crash_history.py" --kills 10 --devices "$devices" --negative-control
+case $mode in
+  slow)
+    # slowhttptest holds one descriptor per connection
+    ulimit -n "$(ulimit -Hn)" 2>/dev/null || true
+    python3 "$top/tests/fault/slow_clients.py" --connections "${1:-4000}" --seconds "${2:-120}" ;;
+  tls)
+    python3 "$top/tests/fault/tls_scan.py" --long
+    python3 "$top/tests/fault/tls_scan.py" --negative-control ;;
+  pg)
+    python3 "$top/tests/fault/pg_outage.py" --outage "${1:-120}" --rounds "${2:-100}" ;;
+  crash)
+    python3 "$top/tests/fault/crash_history.py" --kills "$kills" --devices "$devices" --interval 3
+    python3 "$top/tests/fault/crash_history.py" --kills 10 --devices "$devices" --negative-control ;;
+esac

