@@ -15,7 +15,7 @@ top=$(cd "$(dirname "$0")/.." && pwd)
 secs=${1:-60}
 shift || true
 targets=("$@")
-[ ${#targets[@]} -gt 0 ] || targets=(http events idnum pii)
+[ ${#targets[@]} -gt 0 ] || targets=(http events idnum pii csv)
 
 tl_deps
 if ! command -v clang >/dev/null || ! ls /usr/lib/llvm-*/lib/clang/*/lib/linux/libclang_rt.fuzzer-x86_64.a >/dev/null 2>&1; then
@@ -33,7 +33,7 @@ for t in "${targets[@]}"; do
   mkdir -p "$work/corpus" "$work/crashes"
   cp -n "$top/tests/fuzz/corpus/$t/"* "$work/corpus/" 2>/dev/null || true
   dict=()
-  case $t in http) dict=(-dict="$top/tests/fuzz/http.dict") ;; events) dict=(-dict="$top/tests/fuzz/json.dict") ;; esac
+  case $t in http) dict=(-dict="$top/tests/fuzz/http.dict") ;; events) dict=(-dict="$top/tests/fuzz/json.dict") ;; csv) dict=(-dict="$top/tests/fuzz/csv.dict") ;; esac
   log="$work/run.log"
   set +e
   ASAN_OPTIONS=detect_leaks=1 "$top/build/fuzz/tests/fuzz/fuzz_$t" "${dict[@]}" -max_total_time="$secs" \

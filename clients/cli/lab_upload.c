@@ -12,14 +12,11 @@
  * events, the rejections by code with their lines, and the anomalies the results opened. */
 #include "cli.h"
 #include "input.h"
+#include "lab_upload.h"
 
 #include "crypto/token.h"
 #include "domain/validate.h"
 
-#include <errno.h>
-#include <stdarg.h>
-#include <math.h>
-#include <openssl/evp.h>
 #include <stdint.h>
 #include <stdio.h>
 #include <stdlib.h>
@@ -30,41 +27,8 @@
 int tl_cmd_lab_upload(tl_cli_t *c, int argc, char **argv);
 
 #define MAX_BATCH 500  /* events per POST (the server takes 1000; half keeps bodies small) */
-#define MAX_GENES 16   /* the server's limit on ct entries */
 #define RETRIES 5
 
-enum { COL_NONE = -1 };
-
-typedef struct {
-  int tube, result, amend, at;   /* column index or COL_NONE */
-  int ngenes;
-  int gene_col[MAX_GENES];
-  char gene[MAX_GENES][33];
-  int gene_order[MAX_GENES];     /* genes sorted by name: the ct object's key order */
-  int ncols;
-} header_t;
-
-typedef struct {
-  int line;
-  char tube[33];
-  int result;                    /* index into result_words */
-  int amend;
-  char at[TL_TIME_TEXT_MAX];     /* "" = the file's time */
-  double ct[MAX_GENES];
-  unsigned char has_ct[MAX_GENES];
-} row_t;
-
-typedef struct {
-  int line;
-  char *msg;
-} problem_t;
-
-typedef struct {
-  problem_t *v;
-  int n, cap;
-} problems_t;
-
-static const char *const result_names[] = {"negative", "positive", "invalid"};
 
 static void usage(const tl_cli_t *c, FILE *to) {
   fputs(TL_MSG(c,
@@ -90,307 +54,6 @@ static void usage(const tl_cli_t *c, FILE *to) {
         to);
 }
 
-static void problem_add(problems_t *ps, int line, const char *fmt, ...)
-    __attribute__((format(printf, 3, 4)));
-static void problem_add(problems_t *ps, int line, const char *fmt, ...) {
-  if (ps->n == ps->cap) {
-    int cap = ps->cap ? ps->cap * 2 : 64;
-    problem_t *v = realloc(ps->v, (size_t)cap * sizeof *v);
-    if (v == NULL) return;
-    ps->v = v;
-    ps->cap = cap;
-  }
-  char msg[512];
-  va_list ap;
-  va_start(ap, fmt);
-  vsnprintf(msg, sizeof msg, fmt, ap);
-  va_end(ap);
-  ps->v[ps->n].line = line;
-  ps->v[ps->n].msg = strdup(msg);
-  ps->n++;
-}
-
-static void problems_free(problems_t *ps) {
-  for (int i = 0; i < ps->n; i++) free(ps->v[i].msg);
-  free(ps->v);
-}
-
-/* ---------- the header ---------- */
-
-static int parse_header(const tl_cli_t *c, tl_csv_t *p, header_t *h, problems_t *ps) {
-  memset(h, 0, sizeof *h);
-  h->tube = h->result = h->amend = h->at = COL_NONE;
-  char err[256];
-  int line = 1;
-  int rc = tl_csv_next(p, c->en, &line, err, sizeof err);
-  if (rc == 0) {
-    problem_add(ps, 1, "%s", TL_MSG(c, "文件是空的：需要表头 tube,result", "the file is empty: a header tube,result is needed"));
-    return -1;
-  }
-  if (rc < 0) {
-    problem_add(ps, line, "%s: %s", TL_MSG(c, "表头", "header"), err);
-    return -1;
-  }
-  h->ncols = p->nf;
-  int bad = 0;
-  for (int i = 0; i < p->nf; i++) {
-    const char *f = tl_csv_field(p, i);
-    int *slot = NULL;
-    if (tl_word_eq(f, "tube")) slot = &h->tube;
-    else if (tl_word_eq(f, "result")) slot = &h->result;
-    else if (tl_word_eq(f, "amend")) slot = &h->amend;
-    else if (tl_word_eq(f, "at")) slot = &h->at;
-    if (slot) {
-      if (*slot != COL_NONE) {
-        problem_add(ps, line, "%s \"%s\"", TL_MSG(c, "表头重复的列", "header: a repeated column"), f);
-        bad = 1;
-      }
-      *slot = i;
-      continue;
-    }
-    if ((f[0] == 'c' || f[0] == 'C') && (f[1] == 't' || f[1] == 'T') && f[2] == '_') {
-      const char *gene = f + 3;
-      if (!tl_valid_code(gene, strlen(gene))) {
-        problem_add(ps, line, "%s \"%.60s\": %s", TL_MSG(c, "表头", "header"), f,
-                    TL_MSG(c, "基因名须为 1–32 位字母、数字或 -", "a gene name must be 1-32 of A-Z a-z 0-9 -"));
-        bad = 1;
-        continue;
-      }
-      int dup = 0;
-      for (int g = 0; g < h->ngenes; g++) dup |= strcmp(h->gene[g], gene) == 0;
-      if (dup) {
-        problem_add(ps, line, "%s \"%s\"", TL_MSG(c, "表头重复的列", "header: a repeated column"), f);
-        bad = 1;
-        continue;
-      }
-      if (h->ngenes == MAX_GENES) {
-        problem_add(ps, line, "%s", TL_MSG(c, "表头：Ct 列最多 16 个", "header: at most 16 Ct columns"));
-        bad = 1;
-        continue;
-      }
-      h->gene_col[h->ngenes] = i;
-      snprintf(h->gene[h->ngenes], sizeof h->gene[0], "%s", gene);
-      h->ngenes++;
-      continue;
-    }
-    problem_add(ps, line, "%s \"%.60s\" (%s)", TL_MSG(c, "表头：未知的列", "header: unknown column"), f,
-                TL_MSG(c, "可用的列：tube, result, ct_<基因>, amend, at", "known: tube, result, ct_<gene>, amend, at"));
-    bad = 1;
-  }
-  if (h->tube == COL_NONE || h->result == COL_NONE) {
-    problem_add(ps, line, "%s", TL_MSG(c, "表头缺少 tube 或 result 列（第一行须是表头）",
-                                       "header: the columns tube and result are required (the first line is the header)"));
-    bad = 1;
-  }
-  /* genes by name, so the ct object (and so the event id) does not depend on column order */
-  for (int g = 0; g < h->ngenes; g++) h->gene_order[g] = g;
-  for (int a = 1; a < h->ngenes; a++)
-    for (int b = a; b > 0 && strcmp(h->gene[h->gene_order[b - 1]], h->gene[h->gene_order[b]]) > 0; b--) {
-      int t = h->gene_order[b];
-      h->gene_order[b] = h->gene_order[b - 1];
-      h->gene_order[b - 1] = t;
-    }
-  return bad ? -1 : 0;
-}
-
-/* ---------- the values ---------- */
-
-static int parse_result(const char *s) {
-  static const char *const zh[] = {"阴性", "阳性", "无效"};
-  for (int i = 0; i < 3; i++)
-    if (tl_word_eq(s, result_names[i]) || strcmp(s, zh[i]) == 0) return i;
-  return -1;
-}
-
-static int parse_amend(const char *s) {
-  if (s[0] == '\0' || tl_word_eq(s, "false") || strcmp(s, "0") == 0 || strcmp(s, "否") == 0) return 0;
-  if (tl_word_eq(s, "true") || strcmp(s, "1") == 0 || strcmp(s, "是") == 0) return 1;
-  return -1;
-}
-
-/* A Ct value: digits with an optional decimal fraction, 0 to 100. */
-static int parse_ct(const char *s, double *out) {
-  const char *p = s;
-  int digits = 0, frac = 0;
-  while (*p >= '0' && *p <= '9') p++, digits++;
-  if (*p == '.') {
-    p++;
-    while (*p >= '0' && *p <= '9') p++, frac++;
-    if (frac == 0) return -1;
-  }
-  if (*p != '\0' || digits == 0 || digits > 3 || frac > 6) return -1;
-  errno = 0;
-  double v = strtod(s, NULL);
-  if (errno != 0 || !isfinite(v) || v < 0 || v > 100) return -1;
-  *out = v;
-  return 0;
-}
-
-/* A tube code → row index map (open addressing), to refuse a tube named twice in one file. */
-typedef struct {
-  int *slot;   /* row index + 1, 0 = empty */
-  size_t mask;
-} tube_set_t;
-
-static uint64_t hash_str(const char *s) {
-  uint64_t h = 1469598103934665603ULL;
-  for (; *s; s++) h = (h ^ (unsigned char)*s) * 1099511628211ULL;
-  return h;
-}
-
-/* Returns the earlier row with this tube, or -1 after adding index. */
-static int tube_set_add(tube_set_t *t, const row_t *rows, int index) {
-  size_t i = hash_str(rows[index].tube) & t->mask;
-  while (t->slot[i]) {
-    int r = t->slot[i] - 1;
-    if (strcmp(rows[r].tube, rows[index].tube) == 0) return r;
-    i = (i + 1) & t->mask;
-  }
-  t->slot[i] = index + 1;
-  return -1;
-}
-
-/* Checks every line. Rows go to *rows; problems to ps. */
-static int parse_rows(const tl_cli_t *c, tl_csv_t *p, const header_t *h, row_t **rows_out,
-                      int *nrows_out, problems_t *ps) {
-  row_t *rows = NULL;
-  int n = 0, cap = 0;
-  char err[256];
-  int line;
-  int rc;
-  while ((rc = tl_csv_next(p, c->en, &line, err, sizeof err)) != 0) {
-    if (rc < 0) {
-      problem_add(ps, line, "%s", err);
-      continue;
-    }
-    if (p->nf != h->ncols) {
-      problem_add(ps, line, TL_MSG(c, "有 %d 个字段，表头有 %d 个", "has %d fields, the header has %d"), p->nf,
-                  h->ncols);
-      continue;
-    }
-    if (n == cap) {
-      cap = cap ? cap * 2 : 1024;
-      row_t *r = realloc(rows, (size_t)cap * sizeof *r);
-      if (r == NULL) {
-        free(rows);
-        return tl_cli_fail("%s", TL_MSG(c, "内存不足", "out of memory"));
-      }
-      rows = r;
-    }
-    row_t *r = &rows[n];
-    memset(r, 0, sizeof *r);
-    r->line = line;
-    int bad = 0;
-    const char *tube = tl_csv_field(p, h->tube);
-    if (!tl_valid_barcode(tube, strlen(tube))) {
-      problem_add(ps, line, "%s \"%.40s\" %s", TL_MSG(c, "采样管条码", "tube barcode"), tube,
-                  TL_MSG(c, "无效（须为 6–32 位字母、数字或 -）", "is not valid (6-32 of A-Z a-z 0-9 -)"));
-      bad = 1;
-    } else {
-      snprintf(r->tube, sizeof r->tube, "%s", tube);
-    }
-    const char *res = tl_csv_field(p, h->result);
-    if ((r->result = parse_result(res)) < 0) {
-      problem_add(ps, line, "%s \"%.40s\" %s", TL_MSG(c, "结果", "result"), res,
-                  TL_MSG(c, "无效（negative/positive/invalid 或 阴性/阳性/无效）",
-                         "is not one of negative/positive/invalid or 阴性/阳性/无效"));
-      bad = 1;
-    }
-    if (h->amend != COL_NONE) {
-      const char *a = tl_csv_field(p, h->amend);
-      if ((r->amend = parse_amend(a)) < 0) {
-        problem_add(ps, line, "amend \"%.40s\" %s", a,
-                    TL_MSG(c, "无效（true/false/1/0/是/否，或留空）", "is not true/false/1/0/是/否 or empty"));
-        bad = 1;
-      }
-    }
-    if (h->at != COL_NONE) {
-      const char *at = tl_csv_field(p, h->at);
-      int64_t ms;
-      if (at[0] && (strlen(at) >= sizeof r->at || tl_time_parse(at, strlen(at), &ms) != 0)) {
-        problem_add(ps, line, "at \"%.40s\" %s", at,
-                    TL_MSG(c, "不是带时区的 RFC 3339 时间（如 2021-10-08T09:12:03+08:00）",
-                           "is not an RFC 3339 time with an offset (like 2021-10-08T09:12:03+08:00)"));
-        bad = 1;
-      } else {
-        snprintf(r->at, sizeof r->at, "%s", at);
-      }
-    }
-    for (int g = 0; g < h->ngenes; g++) {
-      const char *v = tl_csv_field(p, h->gene_col[g]);
-      if (v[0] == '\0') continue;
-      if (parse_ct(v, &r->ct[g]) != 0) {
-        problem_add(ps, line, "ct_%s \"%.40s\" %s", h->gene[g], v,
-                    TL_MSG(c, "不是 0–100 的数（或留空）", "is not a number from 0 to 100 (or empty)"));
-        bad = 1;
-      } else {
-        r->has_ct[g] = 1;
-      }
-    }
-    if (!bad) n++;
-  }
-  *rows_out = rows;
-  *nrows_out = n;
-  return 0;
-}
-
-/* ---------- events ---------- */
-
-/* An RFC 9562 version 8 UUID from SHA-256 of ns and the event text. */
-static void derive_id(const char *ns, const char *text, char out[37]) {
-  unsigned char md[EVP_MAX_MD_SIZE];
-  unsigned int mdlen = 0;
-  EVP_MD_CTX *ctx = EVP_MD_CTX_new();
-  static const char tag[] = "tubeloop lab upload v1";
-  if (ctx == NULL || EVP_DigestInit_ex(ctx, EVP_sha256(), NULL) != 1 ||
-      EVP_DigestUpdate(ctx, tag, sizeof tag) != 1 ||
-      EVP_DigestUpdate(ctx, ns, strlen(ns) + 1) != 1 ||
-      EVP_DigestUpdate(ctx, text, strlen(text)) != 1 || EVP_DigestFinal_ex(ctx, md, &mdlen) != 1) {
-    /* cannot happen with the default provider; a random-looking but fixed id would be wrong,
-     * so stop rather than send events that a retry could not match */
-    fprintf(stderr, "tubeloop: SHA-256 is not available\n");
-    exit(1);
-  }
-  EVP_MD_CTX_free(ctx);
-  md[6] = (unsigned char)((md[6] & 0x0F) | 0x80); /* version 8 */
-  md[8] = (unsigned char)((md[8] & 0x3F) | 0x80); /* variant 10 */
-  static const char hex[] = "0123456789abcdef";
-  char *o = out;
-  for (int i = 0; i < 16; i++) {
-    if (i == 4 || i == 6 || i == 8 || i == 10) *o++ = '-';
-    *o++ = hex[md[i] >> 4];
-    *o++ = hex[md[i] & 15];
-  }
-  *o = '\0';
-}
-
-static cJSON *make_event(const header_t *h, const row_t *r, const char *file_at, const char *ns) {
-  cJSON *e = cJSON_CreateObject();
-  cJSON_AddStringToObject(e, "type", "tube.result");
-  cJSON_AddStringToObject(e, "at", r->at[0] ? r->at : file_at);
-  cJSON_AddStringToObject(e, "tube", r->tube);
-  cJSON_AddStringToObject(e, "result", result_names[r->result]);
-  int any = 0;
-  for (int g = 0; g < h->ngenes; g++) any |= r->has_ct[g];
-  if (any) {
-    cJSON *ct = cJSON_AddObjectToObject(e, "ct");
-    for (int k = 0; k < h->ngenes; k++) {
-      int g = h->gene_order[k];
-      if (r->has_ct[g]) cJSON_AddNumberToObject(ct, h->gene[g], r->ct[g]);
-    }
-  }
-  if (r->amend) cJSON_AddBoolToObject(e, "amend", 1);
-  char *text = cJSON_PrintUnformatted(e);
-  if (text == NULL) {
-    cJSON_Delete(e);
-    return NULL;
-  }
-  char id[37];
-  derive_id(ns, text, id);
-  free(text);
-  cJSON_AddStringToObject(e, "id", id);
-  return e;
-}
 
 /* ---------- progress and summary ---------- */
 
@@ -589,42 +252,17 @@ int tl_cmd_lab_upload(tl_cli_t *c, int argc, char **argv) {
   }
 
   /* 1. check everything */
-  tl_csv_t p;
-  tl_csv_init(&p, data.data ? data.data : "", data.len);
-  header_t h;
-  problems_t ps = {0};
-  row_t *rows = NULL;
-  int nrows = 0, rc = 1;
+  tl_lab_file_t lf;
+  int rc = 1;
   cJSON *out = NULL;
-  if (parse_header(c, &p, &h, &ps) == 0 && parse_rows(c, &p, &h, &rows, &nrows, &ps) != 0) goto done;
-  if (nrows > 0) {
-    tube_set_t set;
-    size_t size = 16;
-    while (size < (size_t)nrows * 2) size <<= 1;
-    set.mask = size - 1;
-    set.slot = calloc(size, sizeof *set.slot);
-    if (set.slot == NULL) {
-      tl_cli_fail("%s", TL_MSG(c, "内存不足", "out of memory"));
-      goto done;
-    }
-    for (int i = 0; i < nrows; i++) {
-      int prev = tube_set_add(&set, rows, i);
-      if (prev >= 0)
-        problem_add(&ps, rows[i].line, "%s %s %s %d %s", TL_MSG(c, "采样管", "tube"), rows[i].tube,
-                    TL_MSG(c, "已在第", "is already on line"), rows[prev].line,
-                    TL_MSG(c, "行（每个文件每管一个结果；更正请另用 amend 上传）",
-                           "(one result per tube per file; send a correction with amend in another file)"));
-    }
-    free(set.slot);
+  if (tl_lab_file_check(&lf, data.data, data.len, c->en) != 0) {
+    tl_buf_dispose(&data);
+    return tl_cli_fail("%s", TL_MSG(c, "内存不足", "out of memory"));
   }
+  const tl_lab_problems_t ps = lf.problems;
+  const tl_lab_row_t *rows = lf.rows;
+  const int nrows = lf.nrows;
   if (ps.n > 0) {
-    /* problems come in line order except the header's and the repeated tubes' (found last) */
-    for (int a = 1; a < ps.n; a++)
-      for (int b = a; b > 0 && ps.v[b - 1].line > ps.v[b].line; b--) {
-        problem_t t = ps.v[b];
-        ps.v[b] = ps.v[b - 1];
-        ps.v[b - 1] = t;
-      }
     if (c->json) {
       out = cJSON_CreateObject();
       cJSON_AddStringToObject(out, "file", file);
@@ -680,7 +318,7 @@ int tl_cmd_lab_upload(tl_cli_t *c, int argc, char **argv) {
     cJSON *body = cJSON_CreateObject();
     cJSON *evs = cJSON_AddArrayToObject(body, "events");
     for (int i = 0; i < n; i++) {
-      cJSON *e = make_event(&h, &rows[sent + i], file_at, ns);
+      cJSON *e = tl_lab_event(&lf.header, &rows[sent + i], file_at, ns);
       if (e == NULL || evs == NULL) {
         cJSON_Delete(body);
         tl_cli_fail("%s", TL_MSG(c, "内存不足", "out of memory"));
@@ -706,7 +344,7 @@ int tl_cmd_lab_upload(tl_cli_t *c, int argc, char **argv) {
     }
     int i = 0;
     for (const cJSON *res = results->child; res; res = res->next, i++) {
-      const row_t *row = &rows[sent + i];
+      const tl_lab_row_t *row = &rows[sent + i];
       const char *st = tl_js(res, "status");
       if (strcmp(st, "accepted") == 0) accepted++;
       else if (strcmp(st, "duplicate") == 0) duplicate++;
@@ -761,9 +399,7 @@ done:
     free(s);
     cJSON_Delete(out);
   }
-  free(rows);
-  problems_free(&ps);
-  tl_csv_dispose(&p);
+  tl_lab_file_dispose(&lf);
   tl_buf_dispose(&data);
   return rc;
 }
