@@ -11,11 +11,14 @@ kept-alive connection, every fifth call on a new TLS connection) measures its la
   slow read   -X: GET /static/app.js three times pipelined, the answers read 32 bytes every
               5 s through a TCP window of 512-1024 bytes
 
-Asserted for each attack: slowhttptest held at least half of its connections open at once
-(the attack really happened; on a busy machine it opens them more slowly — a slow reader's TLS
-handshake itself crawls through its tiny window — and the daemon's header timeout closes the
-first slowloris ones after 10 s); its own probe never saw the service unavailable; the control client
-had no failed call and its p99 stayed within max(FACTOR x baseline p99, baseline p99 + SLACK);
+Asserted for each attack: the attack really happened — slowhttptest held at least a quarter of
+its connections open at once, or opened at least 80% of them (slowloris connections are closed by
+the daemon's header timeout after 10 s, so at 250 new connections a second no more than ~2500
+are ever open together; on a busy machine slowhttptest opens them more slowly, and a slow
+reader's TLS handshake itself crawls through its tiny window); its own probe never saw the service unavailable; the control client
+had no failed call and its p99 stayed within max(FACTOR x calm p99, calm p99 + SLACK), calm
+being the slower of the baseline and a window of baseline/2 seconds right after the attack (so
+that a machine busier for other reasons does not pass for the attack's doing);
 after the attack the daemon is alive, /readyz answers 200 and its file descriptors fall back to
 the baseline (nothing leaked). Printed: the control client's p50/p99/max before and during,
 slowhttptest's connection counts, the daemon's peak fds and RSS.
@@ -44,8 +47,8 @@ import faultlib as F  # noqa: E402
 
 T = F.T
 
-# The bound on the control client's p99 during an attack: FACTOR x its baseline p99, or the
-# baseline p99 plus SLACK (a small baseline on an idle machine would make a pure factor
+# The bound on the control client's p99 during an attack: FACTOR x its p99 without one (the
+# slower of the baseline and the calm window after the attack), or that plus SLACK (a small baseline on an idle machine would make a pure factor
 # meaninglessly tight; the daemon and slowhttptest share two cores with the client).
 FACTOR = 5.0
 SLACK = 0.100
@@ -60,6 +63,12 @@ ATTACKS = {
 
 # The control client's two kinds of call: on its kept-alive connection, and on a new one.
 KINDS = ("kept", "fresh")
+
+
+def bound_of(*p99s):
+    """The bound on the control's p99 during an attack, from its p99s without one."""
+    ref = max([p for p in p99s if p is not None] or [0.0])
+    return max(FACTOR * ref, ref + SLACK)
 
 
 def figures(kind, summ, bound=None):
@@ -121,7 +130,6 @@ def main():
         for k in KINDS:
             if base[k][4] or not base[k][0]:
                 failures.append("baseline: %d failed %s calls of %d" % (base[k][4], k, base[k][0]))
-        bound = {k: max(FACTOR * base[k][2], base[k][2] + SLACK) if base[k][2] is not None else SLACK for k in KINDS}
         for name in attacks:
             sampler.reset()
             t0 = time.monotonic()
@@ -141,6 +149,12 @@ def main():
             fds_after = F.proc_fds(pid) if alive else -1
             ready = alive and d.request("GET", "/readyz")[0] == 200
             rss_after = F.proc_rss_kib(pid) if alive else -1
+            # the control alone again: on a machine that got busier meanwhile (other work, not
+            # the attack), the bound follows the slower of the two calm windows
+            t2 = time.monotonic()
+            time.sleep(args.baseline / 2)
+            calm = {k: F.Control.summary(control.window(t2, time.monotonic(), k)) for k in KINDS}
+            bound = {k: bound_of(base[k][2], calm[k][2]) for k in KINDS}
             print("slow_clients: phase=%s connections=%d seconds=%d opened=%d held_max=%d closed_by_server=%d "
                   "probe_unavailable_s=%d %s daemon_peak_fds=%d peak_rss=%dKiB fds_after=%d "
                   "rss_after=%dKiB alive=%s readyz=%s"
@@ -150,7 +164,7 @@ def main():
             if not rows:
                 failures.append("%s: slowhttptest produced no statistics (exit %d): %s" % (name, rc, tail))
                 continue
-            if held < 0.5 * args.connections and not args.negative_control:
+            if held < 0.25 * args.connections and opened < 0.8 * args.connections and not args.negative_control:
                 failures.append("%s: slowhttptest opened only %d and held %d of %d connections at once"
                                 % (name, opened, held, args.connections))
             if unavailable:

@@ -102,8 +102,7 @@ def check(findings, long_form):
         i = f["id"]
         if not i.startswith("cipher-") or i.startswith("cipher_"):
             continue
-        # cipher-tls1_2_xc02b from -E (per protocol); cipher-xc02b from -e (protocol not said)
-        proto = i[len("cipher-"):].rsplit("_x", 1)[0] if "_x" in i else "any"
+        proto = i[len("cipher-"):].rsplit("_x", 1)[0]  # cipher-tls1_2_xc02b (from -E)
         name = f["finding"].split()[3] if len(f["finding"].split()) > 3 else f["finding"]
         shown.append((i, name))
         if proto == "tls1_2":
@@ -114,11 +113,6 @@ def check(findings, long_form):
             offered[proto].append(name)
             if name not in INTERMEDIATE_TLS13:
                 problems.append("TLS 1.3 suite %s is not in the intermediate list" % name)
-        elif proto == "any":
-            # with -p proving only TLS 1.2 and 1.3 are offered, the union is the claim
-            offered["tls1_3" if name.startswith("TLS_") else "tls1_2"].append(name)
-            if name not in INTERMEDIATE_TLS12 | INTERMEDIATE_TLS13:
-                problems.append("suite %s is not in the intermediate list" % name)
         else:
             problems.append("suite %s offered for %s" % (name, proto))
     for proto, names in offered.items():
@@ -161,7 +155,8 @@ def main():
     ap = argparse.ArgumentParser()
     ap.add_argument("--long", action="store_true", help="testssl.sh's whole default scan")
     ap.add_argument("--negative-control", action="store_true")
-    ap.add_argument("--checks", default=" ".join(SHORT_CHECKS), help="testssl.sh's checks (short form)")
+    ap.add_argument("--checks", default=" ".join(SHORT_CHECKS),
+                    help="testssl.sh's checks of the short form (the check needs -p -E -R -C)")
     args = ap.parse_args()
     if shutil.which("testssl") is None:
         print("testssl.sh is not installed (scripts/lib.sh tl_fault_deps)", file=sys.stderr)
