@@ -11,6 +11,10 @@
 #   scripts/fault.sh tls                    testssl.sh's whole scan of the daemon (HIGH or
 #                                           CRITICAL findings fail it), then its negative
 #                                           control against a badly configured openssl s_server
+#   scripts/fault.sh multi [KILLS] [DAEMONS]
+#                                           DAEMONS tubeloopd (3) behind HAProxy, one killed at
+#                                           a time KILLS times (100) under load: 0 lost, 0
+#                                           duplicated, stats and SSE the same through each
 #
 # Builds build/release, starts a private PostgreSQL for the run, and runs
 # tests/fault/crash_history.py: the daemon is killed with SIGKILL KILLS times under load while
@@ -22,7 +26,7 @@ top=$(cd "$(dirname "$0")/.." && pwd)
 # shellcheck source=lib.sh
 . "$top/scripts/lib.sh"
 mode=crash
-case ${1:-} in slow | pg | tls) mode=$1; shift ;; esac
+case ${1:-} in slow | pg | tls | multi) mode=$1; shift ;; esac
 kills=${1:-100}
 devices=${2:-16}
 tl_deps
@@ -47,6 +51,8 @@ case $mode in
     python3 "$top/tests/fault/tls_scan.py" --negative-control ;;
   pg)
     python3 "$top/tests/fault/pg_outage.py" --outage "${1:-120}" --rounds "${2:-100}" ;;
+  multi)
+    python3 "$top/tests/fault/multi_daemon.py" --kills "${1:-100}" --daemons "${2:-3}" --devices 8 --interval 2 ;;
   crash)
     python3 "$top/tests/fault/crash_history.py" --kills "$kills" --devices "$devices" --interval 3
     python3 "$top/tests/fault/crash_history.py" --kills 10 --devices "$devices" --negative-control ;;

@@ -174,10 +174,12 @@ tl_browser_deps() {
 }
 
 # tl_fault_deps — the attack and scan tools of the reliability tests (tests/fault,
-# docs/RELIABILITY.md): slowhttptest (slowloris, slow body, slow read) and testssl.sh (with
-# what it runs: dig from dnsutils, hexdump/column from bsdextrautils). Debian packages only.
+# docs/RELIABILITY.md): slowhttptest (slowloris, slow body, slow read), testssl.sh (with
+# what it runs: dig from dnsutils, hexdump/column from bsdextrautils) and haproxy (the load
+# balancer in front of several daemons in multi_daemon.py, run by the test as its child on
+# loopback with a config of its own). Debian packages only.
 tl_fault_deps() {
-  tl_apt slowhttptest testssl.sh dnsutils bsdextrautils
+  tl_apt slowhttptest testssl.sh dnsutils bsdextrautils haproxy
 }
 
 # tl_export_validators — the checkers of the standard exports (tests/export/validate.mjs, run by

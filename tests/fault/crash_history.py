@@ -27,7 +27,6 @@ import argparse
 import os
 import random
 import signal
-import subprocess
 import sys
 import threading
 import time
@@ -66,22 +65,7 @@ class Harness:
                 d.start()
                 self.port = d.port
             else:
-                open(d.log, "ab").close()
-                os.rename(d.log, d.log + ".%d" % self.kills)
-                env = dict(os.environ)
-                argv = [d.bin, "serve", "--db", self.daemon_conninfo, "--listen", "127.0.0.1:%d" % self.port,
-                        "--tls-cert", d.cert, "--tls-key", d.key, "--keys", d.keys]
-                logf = open(d.log, "ab")
-                d.proc = subprocess.Popen(argv, stdout=logf, stderr=logf, env=env)
-                logf.close()
-                deadline = time.monotonic() + 30
-                while time.monotonic() < deadline:
-                    try:
-                        if d.request("GET", "/readyz", token=None)[0] == 200:
-                            break
-                    except OSError:
-                        pass
-                    time.sleep(0.02)
+                F.restart_on_port(d, self.port, self.daemon_conninfo, self.kills)
         finally:
             d.db.conninfo = saved
         with self.lock:

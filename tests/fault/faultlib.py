@@ -5,6 +5,7 @@ system. Python standard library only; the environment is the one ctest gives eve
 (see tests/e2e/py/tubeloop_test.py)."""
 import os
 import socket
+import subprocess
 import sys
 import threading
 import time
@@ -164,12 +165,8 @@ class Control(threading.Thread):
 
 
 def device(h, idx, round_code, persons, stop, history, rng):
-    """One sampling point: tubes of 10 (open, 10 samples, seal), each batch retried with the
-    same ids until it is acknowledged. h has tokens ({"S<idx>": secret}), daemon, lock,
-    restarted_at and first_ok_after (seconds from the last restart to the first
-    acknowledgement after it). Every attempt goes to history as (kind, data, status, t0, t1):
-    kind "ack" (data: (id, type, tube, status, code) per event), "status" (an HTTP status other
-    than 200; data: the ids) or "error" (no answer; status: the exception's name)."""
+    """One sampling point: tubes of 10 (open, 10 samples, seal), each batch sent with
+    send_until_acked (h as there; tokens {"S<idx>": secret})."""
     col = h.tokens["S%d" % idx]
     tube_no = 0
     while not stop.is_set():
@@ -182,28 +179,60 @@ def device(h, idx, round_code, persons, stop, history, rng):
         evs.append(T.tube_seal(c.at(12), tube))
         # two requests per tube, as a phone would upload
         for batch in (evs[:6], evs[6:]):
-            while True:
-                t0 = time.monotonic()
-                try:
-                    client = T.Client(h.daemon, col)
-                    r = client.request("POST", "/v1/events", {"events": batch})
-                    client.close()
-                except Exception as e:  # noqa: BLE001 — the daemon is being killed: retry
-                    history.append(("error", [e_["id"] for e_ in batch], str(type(e).__name__), t0, time.monotonic()))
-                    time.sleep(0.05)
-                    continue
-                if r.status != 200:
-                    history.append(("status", [e_["id"] for e_ in batch], r.status, t0, time.monotonic()))
-                    time.sleep(0.05)
-                    continue
-                outcomes = [(e_["id"], e_["type"], e_.get("tube"), x["status"], x.get("code")) for e_, x in zip(batch, r.json["results"])]
-                history.append(("ack", outcomes, 200, t0, time.monotonic()))
-                with h.lock:
-                    if h.restarted_at and len(h.first_ok_after) < len(h.restarted_at):
-                        h.first_ok_after.append(time.monotonic() - h.restarted_at[-1])
-                break
+            send_until_acked(h, col, batch, history)
             if stop.is_set():
                 break
+
+
+def send_until_acked(h, secret, batch, history):
+    """POST /v1/events with batch to h.daemon (anything with port and ssl_context(): a daemon,
+    or a proxy in front of several) on a fresh connection, again with the same ids until it is
+    acknowledged; returns the per-event outcomes (id, type, tube, status, code). h has lock,
+    restarted_at and first_ok_after (seconds from the last restart to the first
+    acknowledgement after it). Every attempt goes to history as (kind, data, status, t0, t1):
+    kind "ack" (data: the outcomes), "status" (an HTTP status other than 200; data: the ids)
+    or "error" (no answer; status: the exception's name)."""
+    while True:
+        t0 = time.monotonic()
+        try:
+            client = T.Client(h.daemon, secret)
+            r = client.request("POST", "/v1/events", {"events": batch})
+            client.close()
+        except Exception as e:  # noqa: BLE001 — the daemon is being killed: retry
+            history.append(("error", [e_["id"] for e_ in batch], str(type(e).__name__), t0, time.monotonic()))
+            time.sleep(0.05)
+            continue
+        if r.status != 200:
+            history.append(("status", [e_["id"] for e_ in batch], r.status, t0, time.monotonic()))
+            time.sleep(0.05)
+            continue
+        outcomes = [(e_["id"], e_["type"], e_.get("tube"), x["status"], x.get("code")) for e_, x in zip(batch, r.json["results"])]
+        history.append(("ack", outcomes, 200, t0, time.monotonic()))
+        with h.lock:
+            if h.restarted_at and len(h.first_ok_after) < len(h.restarted_at):
+                h.first_ok_after.append(time.monotonic() - h.restarted_at[-1])
+        return outcomes
+
+
+def restart_on_port(d, port, conninfo, tag, timeout=30):
+    """Starts the killed daemon d (T.Daemon) again on its port with the same certificate and
+    keys (the old log kept as daemon.log.TAG) and waits until /readyz answers 200 (or timeout
+    seconds)."""
+    open(d.log, "ab").close()
+    os.rename(d.log, d.log + ".%s" % tag)
+    argv = [d.bin, "serve", "--db", conninfo, "--listen", "127.0.0.1:%d" % port,
+            "--tls-cert", d.cert, "--tls-key", d.key, "--keys", d.keys]
+    logf = open(d.log, "ab")
+    d.proc = subprocess.Popen(argv, stdout=logf, stderr=logf, env=dict(os.environ))
+    logf.close()
+    deadline = time.monotonic() + timeout
+    while time.monotonic() < deadline:
+        try:
+            if d.request("GET", "/readyz", token=None)[0] == 200:
+                return
+        except OSError:
+            pass
+        time.sleep(0.02)
 
 
 def check_history(history, db):
