@@ -97,6 +97,13 @@ int tl_serve(const tl_config_t *cfg) {
     tl_keys_dispose(&d.keys);
     return 1;
   }
+  if (d.tls && cfg->tls_client_ca &&
+      tl_tls_ctx_client_ca(d.tls, cfg->tls_client_ca, err, sizeof err) != 0) {
+    tl_log(TL_LOG_ERROR, "bad_tls", "reason=\"%s\"", err);
+    tl_tls_ctx_free(d.tls);
+    tl_keys_dispose(&d.keys);
+    return 1;
+  }
   if (uv_loop_init(&d.loop) != 0) return 1;
 
   tl_db_pool_opts_t po;
@@ -119,6 +126,7 @@ int tl_serve(const tl_config_t *cfg) {
   tl_limit_init(&per_address, cfg->rate_address, 2.0 * cfg->rate_address);
   d.api.per_token = cfg->rate_token > 0 ? &per_token : NULL;
   d.api.per_address = cfg->rate_address > 0 ? &per_address : NULL;
+  d.api.device_certs = cfg->device_certs;
   d.overdue.transport_min = cfg->overdue_transport_min;
   d.overdue.test_min = cfg->overdue_test_min;
   d.overdue.followup_min = cfg->overdue_followup_min;
@@ -166,8 +174,9 @@ int tl_serve(const tl_config_t *cfg) {
     tl_http_server_shutdown(d.server, 0, on_server_drained, &d);
   } else {
     status = 0;
-    tl_log(TL_LOG_INFO, "listening", "url=%s://%s:%d/ pool=%d pid=%d", d.tls ? "https" : "http",
-           cfg->listen_host, tl_http_server_port(d.server), cfg->pool_size, (int)getpid());
+    tl_log(TL_LOG_INFO, "listening", "url=%s://%s:%d/ pool=%d device_certs=%s pid=%d",
+           d.tls ? "https" : "http", cfg->listen_host, tl_http_server_port(d.server),
+           cfg->pool_size, cfg->device_certs_text, (int)getpid());
   }
   uv_run(&d.loop, UV_RUN_DEFAULT);
   rc = uv_loop_close(&d.loop);

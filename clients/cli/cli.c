@@ -30,6 +30,8 @@ int tl_cli_init(tl_cli_t *c, int *argc, char **argv) {
   c->url = getenv("TUBELOOP_URL");
   c->token = getenv("TUBELOOP_TOKEN");
   c->cacert = getenv("TUBELOOP_CACERT");
+  c->cert = getenv("TUBELOOP_CERT");
+  c->key = getenv("TUBELOOP_KEY");
   const char *lang = getenv("TUBELOOP_LANG");
   c->en = lang && strncmp(lang, "en", 2) == 0;
   c->timeout_ms = 30000;
@@ -40,6 +42,8 @@ int tl_cli_init(tl_cli_t *c, int *argc, char **argv) {
     if ((v = flag_value(&i, *argc, argv, "--url")) != NULL) c->url = v;
     else if ((v = flag_value(&i, *argc, argv, "--token")) != NULL) c->token = v;
     else if ((v = flag_value(&i, *argc, argv, "--cacert")) != NULL) c->cacert = v;
+    else if ((v = flag_value(&i, *argc, argv, "--cert")) != NULL) c->cert = v;
+    else if ((v = flag_value(&i, *argc, argv, "--key")) != NULL) c->key = v;
     else if ((v = flag_value(&i, *argc, argv, "--lang")) != NULL) c->en = strncmp(v, "en", 2) == 0;
     else if (strcmp(argv[i], "--json") == 0) c->json = 1;
     else keep = 1;
@@ -80,6 +84,13 @@ static size_t on_body(char *ptr, size_t size, size_t n, void *arg) {
   return tl_buf_append(b, ptr, size * n) == 0 ? size * n : 0;
 }
 
+void tl_cli_tls_setopt(const tl_cli_t *c, void *curl) {
+  if (c->cacert) curl_easy_setopt(curl, CURLOPT_CAINFO, c->cacert);
+  /* A device's client certificate (mTLS, --device-certs on the server). */
+  if (c->cert) curl_easy_setopt(curl, CURLOPT_SSLCERT, c->cert);
+  if (c->key) curl_easy_setopt(curl, CURLOPT_SSLKEY, c->key);
+}
+
 int tl_cli_call(tl_cli_t *c, const char *method, const char *path, const char *body,
                 tl_cli_resp_t *r, char *err, size_t errlen) {
   r->status = 0;
@@ -105,7 +116,7 @@ int tl_cli_call(tl_cli_t *c, const char *method, const char *path, const char *b
   curl_easy_setopt(h, CURLOPT_CONNECTTIMEOUT_MS, 5000L);
   curl_easy_setopt(h, CURLOPT_NOSIGNAL, 1L);
   curl_easy_setopt(h, CURLOPT_PROTOCOLS_STR, "https,http");
-  if (c->cacert) curl_easy_setopt(h, CURLOPT_CAINFO, c->cacert);
+  tl_cli_tls_setopt(c, h);
   if (body) {
     curl_easy_setopt(h, CURLOPT_POSTFIELDS, body);
     curl_easy_setopt(h, CURLOPT_POSTFIELDSIZE, (long)strlen(body));

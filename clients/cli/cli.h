@@ -15,6 +15,8 @@ typedef struct {
   const char *url;     /* base URL, no trailing slash (TUBELOOP_URL / --url) */
   const char *token;   /* bearer token (TUBELOOP_TOKEN / --token) */
   const char *cacert;  /* CA file to trust (--cacert / TUBELOOP_CACERT) */
+  const char *cert;    /* PEM client certificate of this device (--cert / TUBELOOP_CERT) */
+  const char *key;     /* its PEM private key (--key / TUBELOOP_KEY; default: in cert) */
   int json;            /* --json: print the server's JSON instead of tables */
   int en;              /* --lang en: English messages (default: Chinese) */
   long timeout_ms;     /* per request */
@@ -35,6 +37,9 @@ int tl_cli_init(tl_cli_t *c, int *argc, char **argv);
 void tl_cli_dispose(tl_cli_t *c);
 /* Needs url and token; prints the reason and returns 1 when missing. */
 int tl_cli_need_server(tl_cli_t *c);
+
+/* Sets the CA to trust and the client certificate on a CURL easy handle. */
+void tl_cli_tls_setopt(const tl_cli_t *c, void *curl);
 
 /* One request: body is JSON text or NULL. Returns 0 when an HTTP answer arrived (any status;
  * r is filled), or -1 on a transport failure (err says what, in the chosen language). */

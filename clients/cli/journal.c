@@ -549,7 +549,7 @@ static void start(tl_jsend_t *s, const char *method, const char *path) {
   curl_easy_setopt(h, CURLOPT_CONNECTTIMEOUT_MS, 5000L);
   curl_easy_setopt(h, CURLOPT_NOSIGNAL, 1L);
   curl_easy_setopt(h, CURLOPT_PROTOCOLS_STR, "https,http");
-  if (c->cacert) curl_easy_setopt(h, CURLOPT_CAINFO, c->cacert);
+  tl_cli_tls_setopt(c, h);
   if (strcmp(method, "POST") == 0) {
     curl_easy_setopt(h, CURLOPT_POSTFIELDS, s->body.data);
     curl_easy_setopt(h, CURLOPT_POSTFIELDSIZE, (long)s->body.len);

@@ -27,12 +27,12 @@ static const command_t commands[] = {
 };
 
 static void usage(const tl_cli_t *c, FILE *to) {
-  fprintf(to, "%s\n", TL_MSG(c, "用法: tubeloop [--url URL] [--token T] [--cacert F] [--json] [--lang en] 命令 ...",
-                           "usage: tubeloop [--url URL] [--token T] [--cacert F] [--json] [--lang en] COMMAND ..."));
+  fprintf(to, "%s\n", TL_MSG(c, "用法: tubeloop [--url URL] [--token T] [--cacert F] [--cert F [--key F]] [--json] [--lang en] 命令 ...",
+                           "usage: tubeloop [--url URL] [--token T] [--cacert F] [--cert F [--key F]] [--json] [--lang en] COMMAND ..."));
   for (size_t i = 0; i < sizeof commands / sizeof commands[0]; i++)
     fprintf(to, "  %-10s %s\n", commands[i].name, TL_MSG(c, commands[i].zh, commands[i].en));
-  fprintf(to, "%s\n", TL_MSG(c, "环境变量: TUBELOOP_URL, TUBELOOP_TOKEN, TUBELOOP_CACERT, TUBELOOP_LANG。每个命令都有 --help。",
-                           "environment: TUBELOOP_URL, TUBELOOP_TOKEN, TUBELOOP_CACERT, TUBELOOP_LANG. Every command has --help."));
+  fprintf(to, "%s\n", TL_MSG(c, "环境变量: TUBELOOP_URL, TUBELOOP_TOKEN, TUBELOOP_CACERT, TUBELOOP_CERT, TUBELOOP_KEY, TUBELOOP_LANG。每个命令都有 --help。",
+                           "environment: TUBELOOP_URL, TUBELOOP_TOKEN, TUBELOOP_CACERT, TUBELOOP_CERT, TUBELOOP_KEY, TUBELOOP_LANG. Every command has --help."));
 }
 
 int main(int argc, char **argv) {

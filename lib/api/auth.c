@@ -2,7 +2,9 @@
  * resolved in the same query so handlers can check "inside my region" without another trip. */
 #include "api/auth.h"
 
+#include "api/devcert.h"
 #include "api/limit.h"
+#include "base/log.h"
 #include "crypto/token.h"
 
 #include <stdio.h>
@@ -17,6 +19,8 @@ typedef struct {
   unsigned roles;
   tl_api_authed_fn next;
   char hash[TL_TOKEN_HASH_LEN + 1];
+  tl_tls_peer_t peer; /* the connection's client certificate, read before the lookup */
+  char cn[128];       /* its subject CN */
 } auth_job_t;
 
 const char tl__auth_sql[] =
@@ -53,6 +57,20 @@ static void unauthorized(tl_http_exchange_t *x) {
 
 static int limited(tl_http_exchange_t *x, void *limit, const char *key, size_t keylen);
 
+/* 403 when a device token comes without the certificate --device-certs asks for; returns 1
+ * when answered. The log names role, scope and reason (never the token or the CN text, which
+ * an unverified certificate's sender chose). */
+static int refused_device(tl_http_exchange_t *x, const auth_job_t *j, const tl_principal_t *p) {
+  tl_devcert_verdict_t v =
+      tl_devcert_check(j->api->device_certs, p->role, p->scope, j->peer, j->cn);
+  if (v == TL_DEVCERT_OK) return 0;
+  const char *code = tl_devcert_code(v);
+  tl_log(TL_LOG_WARN, "device_cert_refused", "conn=%llu role=%s scope=%s reason=%s",
+         (unsigned long long)tl_http_exchange_conn_id(x), tl_role_name(p->role), p->scope, code);
+  tl_http_reply_error(x, 403, code, tl_devcert_message(v));
+  return 1;
+}
+
 static void auth_done(void *arg, int status, const tl_db_result_t *res) {
   auth_job_t *j = arg;
   tl_http_exchange_t *x = j->x;
@@ -80,6 +98,7 @@ static void auth_done(void *arg, int status, const tl_db_result_t *res) {
   copy_str(p.region, sizeof p.region, tl_db_result_value(res, 0, 4));
   copy_str(p.site, sizeof p.site, tl_db_result_value(res, 0, 5));
   if (limited(x, j->api->per_token, p.token_id, strlen(p.token_id))) goto out;
+  if (refused_device(x, j, &p)) goto out;
   if (!(j->roles & TL_ROLE_BIT(p.role))) {
     tl_http_reply_error(x, 403, "forbidden", "This token's role may not make this call.");
     goto out;
@@ -141,6 +160,8 @@ void tl_api_auth(tl_api_t *api, tl_http_exchange_t *x, unsigned roles, tl_api_au
   j->roles = roles;
   j->next = next;
   tl_token_hash(h, len, j->hash);
+  if (api->device_certs != TL_DEVICE_CERTS_OFF)
+    j->peer = tl_http_exchange_client_cert(x, j->cn, sizeof j->cn);
   const char *params[] = {j->hash};
   tl_http_exchange_hold(x);
   int rc = tl_db_query(api->db, "auth", 1, params, auth_done, j);

@@ -5,7 +5,8 @@
  * call's allowed set and then continues with the principal. Failures are answered here:
  * 401 unauthorized (no, malformed, unknown or revoked token), 403 forbidden (a role that may
  * not make this call), 400 token_in_url (a token in the query string, which would end up in
- * access logs). */
+ * access logs), 403 client_certificate_required / _invalid / _mismatch (a device token without
+ * the client certificate that --device-certs asks for: devcert.h). */
 #ifndef TL_API_AUTH_H
 #define TL_API_AUTH_H
 

@@ -30,6 +30,10 @@ static const opt_t options[] = {
     {"--tls-cert", "TUBELOOP_TLS_CERT", OPT_STRING, F(tls_cert), 0, 0, "PEM certificate chain"},
     {"--tls-key", "TUBELOOP_TLS_KEY", OPT_STRING, F(tls_key), 0, 0, "PEM private key"},
     {"--no-tls", "TUBELOOP_NO_TLS", OPT_FLAG, F(no_tls), 0, 0, "plain HTTP (loopback only)"},
+    {"--tls-client-ca", "TUBELOOP_TLS_CLIENT_CA", OPT_STRING, F(tls_client_ca), 0, 0,
+     "PEM CAs of device client certificates"},
+    {"--device-certs", "TUBELOOP_DEVICE_CERTS", OPT_STRING, F(device_certs_text), 0, 0,
+     "off, optional or required (needs --tls-client-ca)"},
     {"--keys", "TUBELOOP_KEYS", OPT_STRING, F(keys), 0, 0, "PII keys file (gen-keys)"},
     {"--tz", "TUBELOOP_TZ", OPT_STRING, F(tz), 0, 0, "time zone of day boundaries"},
     {"--label", "TUBELOOP_LABEL", OPT_STRING, F(label), 0, 0, "label of a new token"},
@@ -80,6 +84,7 @@ void tl_config_defaults(tl_config_t *c) {
   c->tz = "Asia/Shanghai";
   c->label = "admin";
   c->log_level = "info";
+  c->device_certs_text = "off";
   c->pool_size = 4;
   c->pool_queue = 1024;
   c->header_timeout_ms = 10000;
@@ -184,6 +189,37 @@ int tl_config_is_loopback(const char *host) {
   return 0;
 }
 
+/* --device-certs and --tls-client-ca: refuses the combinations that cannot mean what the
+ * operator wants (a mode without CAs to check against, CAs that nothing would look at). */
+static int check_device_certs(tl_config_t *c, int need, char *err, size_t errlen) {
+  static const char *const names[] = {"off", "optional", "required"};
+  int mode = -1;
+  for (int i = 0; i < 3; i++)
+    if (strcmp(c->device_certs_text, names[i]) == 0) mode = i;
+  if (mode < 0) {
+    snprintf(err, errlen, "--device-certs: expected off, optional or required");
+    return TL_EINVAL;
+  }
+  c->device_certs = (tl_device_certs_t)mode;
+  if (!(need & TL_CONFIG_NEED_TLS)) return 0;
+  if (c->tls_client_ca && c->no_tls) {
+    snprintf(err, errlen, "--tls-client-ca needs TLS: it cannot go with --no-tls");
+    return TL_EINVAL;
+  }
+  if (c->device_certs != TL_DEVICE_CERTS_OFF && c->tls_client_ca == NULL) {
+    snprintf(err, errlen,
+             "--device-certs %s needs --tls-client-ca (the CAs of device certificates)",
+             c->device_certs_text);
+    return TL_EINVAL;
+  }
+  if (c->device_certs == TL_DEVICE_CERTS_OFF && c->tls_client_ca) {
+    snprintf(err, errlen, "--tls-client-ca has no effect with --device-certs off: "
+                          "set --device-certs optional or required");
+    return TL_EINVAL;
+  }
+  return 0;
+}
+
 int tl_config_parse(tl_config_t *c, int need, int argc, char **argv, int first,
                     char *const *env, char *err, size_t errlen) {
   size_t nopt = sizeof options / sizeof options[0];
@@ -250,11 +286,11 @@ int tl_config_parse(tl_config_t *c, int need, int argc, char **argv, int first,
       return TL_EINVAL;
     }
   }
-  return 0;
+  return check_device_certs(c, need, err, errlen);
 }
 
 const char *tl_config_usage(void) {
-  static char text[4096];
+  static char text[8192];
   if (text[0] != '\0') return text;
   size_t n = 0;
   for (size_t i = 0; i < sizeof options / sizeof options[0] && n < sizeof text; i++) {

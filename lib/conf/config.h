@@ -11,6 +11,13 @@
 
 #include <stddef.h>
 
+/* --device-certs: what a device token (collector, courier, lab) needs besides itself. */
+typedef enum {
+  TL_DEVICE_CERTS_OFF = 0,  /* client certificates are not looked at */
+  TL_DEVICE_CERTS_OPTIONAL, /* a device may come without one; one it shows must verify, name it */
+  TL_DEVICE_CERTS_REQUIRED  /* every device request needs a verified certificate naming it */
+} tl_device_certs_t;
+
 typedef struct {
   const char *db;          /* libpq conninfo */
   const char *listen;      /* "HOST:PORT" or "[v6]:PORT" as given */
@@ -19,6 +26,9 @@ typedef struct {
   const char *tls_cert;    /* PEM certificate chain */
   const char *tls_key;     /* PEM private key */
   int no_tls;              /* plain HTTP: allowed on loopback only */
+  const char *tls_client_ca; /* PEM CA bundle that signs device certificates, or NULL */
+  const char *device_certs_text; /* --device-certs as given: off, optional or required */
+  tl_device_certs_t device_certs; /* parsed from device_certs_text */
   const char *keys;        /* PII keys file */
   const char *tz;          /* deployment time zone for day boundaries */
   const char *label;       /* admin-token label */

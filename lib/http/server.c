@@ -132,6 +132,12 @@ uint64_t tl_http_exchange_conn_id(const tl_http_exchange_t *x) { return x->conn_
 
 const char *tl_http_exchange_peer(const tl_http_exchange_t *x) { return x->conn ? x->conn->peer : ""; }
 
+tl_tls_peer_t tl_http_exchange_client_cert(const tl_http_exchange_t *x, char *cn, size_t cnlen) {
+  if (cnlen > 0) cn[0] = '\0';
+  if (x->conn == NULL || !x->conn->stream.use_tls) return TL_TLS_PEER_NONE;
+  return tl_tls_peer(&x->conn->stream.tls, cn, cnlen);
+}
+
 const tl_http_request_t *tl_http_exchange_request(const tl_http_exchange_t *x) {
   return x->conn ? &x->conn->parser.req : NULL;
 }

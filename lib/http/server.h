@@ -65,6 +65,9 @@ int tl_http_exchange_query(const tl_http_exchange_t *x, const char *name, char *
 uint64_t tl_http_exchange_conn_id(const tl_http_exchange_t *x);
 /* The client's address as text ("127.0.0.1", "::1"), or "" when unknown. */
 const char *tl_http_exchange_peer(const tl_http_exchange_t *x);
+/* The connection's client certificate (plain HTTP, a dead exchange: none) and its subject
+ * CN, copied into cn (see tl_tls_peer). */
+tl_tls_peer_t tl_http_exchange_client_cert(const tl_http_exchange_t *x, char *cn, size_t cnlen);
 void tl_http_exchange_hold(tl_http_exchange_t *x);
 void tl_http_exchange_release(tl_http_exchange_t *x);
 int tl_http_exchange_alive(const tl_http_exchange_t *x);

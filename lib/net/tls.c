@@ -3,9 +3,11 @@
 
 #include <openssl/err.h>
 #include <openssl/ssl.h>
+#include <openssl/x509.h>
 #include <limits.h>
 #include <stdio.h>
 #include <stdlib.h>
+#include <string.h>
 
 struct tl_tls_ctx_s {
   SSL_CTX *ctx;
@@ -59,6 +61,13 @@ int tl_tls_ctx_new(tl_tls_ctx_t **out, const char *cert_file, const char *key_fi
     goto fail;
   }
   SSL_CTX_set_session_cache_mode(c->ctx, SSL_SESS_CACHE_SERVER);
+  /* Without a session id context OpenSSL refuses (fails the handshake of) a client resuming
+   * a session once peer verification is on; with it, resumption works either way. */
+  static const unsigned char sid_ctx[] = "tubeloopd";
+  if (SSL_CTX_set_session_id_context(c->ctx, sid_ctx, sizeof sid_ctx - 1) != 1) {
+    last_error(err, errlen, "session id context");
+    goto fail;
+  }
   *out = c;
   return 0;
 fail:
@@ -70,6 +79,56 @@ void tl_tls_ctx_free(tl_tls_ctx_t *ctx) {
   if (ctx == NULL) return;
   SSL_CTX_free(ctx->ctx);
   free(ctx);
+}
+
+/* Every chain passes the handshake: its verdict stays in the session (SSL_get_verify_result)
+ * and the HTTP layer answers a device with a bad certificate in JSON. Refusing here would
+ * also lock out a browser that offers some unrelated certificate. */
+static int keep_handshake(int ok, X509_STORE_CTX *store) {
+  (void)ok;
+  (void)store;
+  return 1;
+}
+
+int tl_tls_ctx_client_ca(tl_tls_ctx_t *c, const char *ca_file, char *err, size_t errlen) {
+  if (SSL_CTX_load_verify_locations(c->ctx, ca_file, NULL) != 1) {
+    last_error(err, errlen, "cannot load --tls-client-ca");
+    return TL_ETLS;
+  }
+  STACK_OF(X509_NAME) *names = SSL_load_client_CA_file(ca_file);
+  if (names == NULL) {
+    last_error(err, errlen, "--tls-client-ca holds no CA certificate");
+    return TL_ETLS;
+  }
+  SSL_CTX_set_client_CA_list(c->ctx, names); /* takes names */
+  /* PEER without FAIL_IF_NO_PEER_CERT: ask for a certificate, never require one. */
+  SSL_CTX_set_verify(c->ctx, SSL_VERIFY_PEER, keep_handshake);
+  return 0;
+}
+
+/* The subject's one CN as UTF-8, or "" (none, several, an embedded NUL, too long). */
+static void copy_cn(X509 *cert, char *cn, size_t cnlen) {
+  X509_NAME *name = X509_get_subject_name(cert);
+  int i = X509_NAME_get_index_by_NID(name, NID_commonName, -1);
+  if (i < 0 || X509_NAME_get_index_by_NID(name, NID_commonName, i) >= 0) return;
+  ASN1_STRING *v = X509_NAME_ENTRY_get_data(X509_NAME_get_entry(name, i));
+  unsigned char *utf8 = NULL;
+  int n = ASN1_STRING_to_UTF8(&utf8, v);
+  if (n > 0 && (size_t)n < cnlen && memchr(utf8, '\0', (size_t)n) == NULL) {
+    memcpy(cn, utf8, (size_t)n);
+    cn[n] = '\0';
+  }
+  OPENSSL_free(utf8);
+}
+
+tl_tls_peer_t tl_tls_peer(const tl_tls_t *t, char *cn, size_t cnlen) {
+  if (cnlen > 0) cn[0] = '\0';
+  if (t->ssl == NULL || !t->handshake_done) return TL_TLS_PEER_NONE;
+  X509 *cert = SSL_get0_peer_certificate(t->ssl);
+  if (cert == NULL) return TL_TLS_PEER_NONE;
+  if (cnlen > 0) copy_cn(cert, cn, cnlen);
+  return SSL_get_verify_result(t->ssl) == X509_V_OK ? TL_TLS_PEER_VERIFIED
+                                                     : TL_TLS_PEER_UNVERIFIED;
 }
 
 int tl_tls_init(tl_tls_t *t, tl_tls_ctx_t *ctx) {

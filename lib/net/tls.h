@@ -6,7 +6,14 @@
  * Nothing here blocks or touches a file descriptor, so it is testable in memory.
  *
  * Server settings: TLS 1.2 and 1.3 only, Mozilla "intermediate" cipher list, renegotiation and
- * compression off, session tickets on (a resumed handshake is cheap for reconnecting phones). */
+ * compression off, session tickets on (a resumed handshake is cheap for reconnecting phones).
+ *
+ * Client certificates (optional mTLS, tl_tls_ctx_client_ca): the server asks for one signed by
+ * the given CAs but never requires it at the TLS level, and a certificate that does not verify
+ * does not fail the handshake either: the HTTP layer decides per request (tl_tls_peer), so a
+ * browser without a certificate still connects and a device with a bad one gets a JSON error
+ * instead of a bare alert. A resumed session keeps the certificate and the verify result of
+ * its full handshake. */
 #ifndef TL_NET_TLS_H
 #define TL_NET_TLS_H
 
@@ -23,6 +30,17 @@ typedef struct bio_st tl_bio_t;
 TL_WUR int tl_tls_ctx_new(tl_tls_ctx_t **out, const char *cert_file, const char *key_file,
                           char *err, size_t errlen);
 void tl_tls_ctx_free(tl_tls_ctx_t *ctx);
+
+/* Asks clients for a certificate signed by a CA of ca_file (PEM bundle), checked against
+ * those CAs only. On failure writes a one-line reason to err and returns TL_ETLS. */
+TL_WUR int tl_tls_ctx_client_ca(tl_tls_ctx_t *ctx, const char *ca_file, char *err, size_t errlen);
+
+/* What the peer presented. */
+typedef enum {
+  TL_TLS_PEER_NONE = 0,   /* no client certificate (or the handshake is not done) */
+  TL_TLS_PEER_VERIFIED,   /* a certificate that chains to a client CA */
+  TL_TLS_PEER_UNVERIFIED  /* a certificate that does not verify (other CA, expired, ...) */
+} tl_tls_peer_t;
 
 typedef struct {
   tl_ssl_t *ssl;  /* owns rbio and wbio */
@@ -47,6 +65,10 @@ void tl_tls_shutdown(tl_tls_t *t);
 
 /* Moves pending ciphertext into out. Returns 0 or TL_ENOMEM. */
 TL_WUR int tl_tls_take_output(tl_tls_t *t, tl_buf_t *out);
+
+/* The client's certificate, and its subject CN copied into cn ("" when absent or longer
+ * than cnlen-1). */
+tl_tls_peer_t tl_tls_peer(const tl_tls_t *t, char *cn, size_t cnlen);
 
 /* The negotiated protocol, e.g. "TLSv1.3" (for logs and tests). */
 const char *tl_tls_version(const tl_tls_t *t);

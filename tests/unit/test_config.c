@@ -9,7 +9,7 @@
 #include <string.h>
 
 typedef struct {
-  const char *args[12]; /* after the subcommand */
+  const char *args[14]; /* after the subcommand */
   const char *env[6];
   int need;
   int ok;
@@ -40,13 +40,29 @@ static const case_t cases[] = {
     {{0}, {"TUBELOOP_POOL_SIZE=abc"}, 0, 0, "TUBELOOP_POOL_SIZE"},
     {{"--header-timeout", "-1"}, {0}, 0, 0, "--header-timeout"},
     {{"--db", ""}, {0}, 0, 0, "empty"},
+    /* device certificates: a mode needs CAs, CAs need a mode and TLS */
+#define SERVE_TLS                                                                      \
+  "--db", "x", "--keys", "f", "--listen", "127.0.0.1:1", "--tls-cert", "c", "--tls-key", "k"
+    {{SERVE_TLS}, {"TUBELOOP_TLS_CLIENT_CA=ca", "TUBELOOP_DEVICE_CERTS=required"}, ALL, 1, NULL},
+    {{SERVE_TLS}, {"TUBELOOP_TLS_CLIENT_CA=ca", "TUBELOOP_DEVICE_CERTS=optional"}, ALL, 1, NULL},
+    {{SERVE_TLS}, {"TUBELOOP_DEVICE_CERTS=required"}, ALL, 0, "needs --tls-client-ca"},
+    {{SERVE_TLS}, {"TUBELOOP_DEVICE_CERTS=optional"}, ALL, 0, "needs --tls-client-ca"},
+    {{SERVE_TLS}, {"TUBELOOP_TLS_CLIENT_CA=ca"}, ALL, 0, "no effect with --device-certs off"},
+    {{SERVE_TLS}, {"TUBELOOP_TLS_CLIENT_CA=ca", "TUBELOOP_DEVICE_CERTS=on"}, ALL, 0,
+     "expected off, optional or required"},
+    {{"--no-tls", "--listen", "127.0.0.1:1", "--db", "x", "--keys", "f", "--tls-client-ca", "ca",
+      "--device-certs", "required"}, {0}, ALL, 0, "cannot go with --no-tls"},
+    {{"--device-certs", "Required"}, {0}, 0, 0, "--device-certs"},
+    /* migrate shares serve's environment file: the pairing is checked for serve only */
+    {{"--device-certs", "required", "--db", "x"}, {0}, TL_CONFIG_NEED_DB, 1, NULL},
+#undef SERVE_TLS
 };
 
 static void test_table(void **state) {
   (void)state;
   for (size_t i = 0; i < sizeof cases / sizeof cases[0]; i++) {
     const case_t *t = &cases[i];
-    char *argv[16] = {"tubeloopd", "serve"};
+    char *argv[18] = {"tubeloopd", "serve"};
     int argc = 2;
     for (int j = 0; t->args[j]; j++) argv[argc++] = (char *)t->args[j];
     char *env[8] = {0};
@@ -82,6 +98,24 @@ static void test_flag_beats_env_and_units(void **state) {
   assert_int_equal(c.header_timeout_ms, 10000); /* default kept */
 }
 
+static void test_device_certs_parsed(void **state) {
+  (void)state;
+  char *argv[] = {"tubeloopd", "serve", "--device-certs", "optional", "--tls-client-ca", "ca.pem"};
+  char *env[] = {"TUBELOOP_DEVICE_CERTS=required", NULL};
+  tl_config_t c;
+  tl_config_defaults(&c);
+  char err[256];
+  assert_int_equal(c.device_certs, TL_DEVICE_CERTS_OFF);
+  assert_int_equal(tl_config_parse(&c, 0, 6, argv, 2, env, err, sizeof err), 0);
+  assert_int_equal(c.device_certs, TL_DEVICE_CERTS_OPTIONAL); /* the flag beats the variable */
+  assert_string_equal(c.tls_client_ca, "ca.pem");
+  tl_config_defaults(&c);
+  assert_int_equal(tl_config_parse(&c, 0, 2, argv, 2, env, err, sizeof err), 0);
+  assert_int_equal(c.device_certs, TL_DEVICE_CERTS_REQUIRED);
+  assert_non_null(strstr(tl_config_usage(), "--device-certs"));
+  assert_non_null(strstr(tl_config_usage(), "TUBELOOP_TLS_CLIENT_CA"));
+}
+
 static void test_loopback(void **state) {
   (void)state;
   assert_true(tl_config_is_loopback("127.0.0.1"));
@@ -99,6 +133,7 @@ int main(void) {
       cmocka_unit_test(test_table),
       cmocka_unit_test(test_flag_beats_env_and_units),
       cmocka_unit_test(test_loopback),
+      cmocka_unit_test(test_device_certs_parsed),
   };
   return cmocka_run_group_tests(tests, NULL, NULL);
 }
