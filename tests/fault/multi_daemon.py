@@ -430,10 +430,9 @@ def main():
         tot = answers[0]["totals"]
         q = lambda sql: int(rig.db.scalar(sql))  # noqa: E731
         sql = {
-            # the roll-up counts a person once per site (DESIGN's stats: per (round, site), summed
-            # upwards), so a person sampled at two of the county's sites counts twice
-            "persons_sampled": q("SELECT count(*) FROM (SELECT DISTINCT site, person FROM samples WHERE round = '%s') x"
-                                 % ROUND),
+            # a person counts once in a region, however many of its sites sampled them (sql/015);
+            # every site here is in the county
+            "persons_sampled": q("SELECT count(DISTINCT person) FROM samples WHERE round = '%s'" % ROUND),
             "tubes": q("SELECT count(*) FROM tubes WHERE round = '%s'" % ROUND),
             "tubes resulted": q("SELECT count(*) FROM tubes WHERE round = '%s' AND result IS NOT NULL" % ROUND),
             "results negative": q("SELECT count(*) FROM tubes WHERE round = '%s' AND result = 'negative'" % ROUND),
