@@ -5,6 +5,7 @@ case-variant keys, unknown and server-owned fields, bad ID numbers and barcodes,
 out-of-scope objects, tokens in the query string. Each must get its documented 4xx status and
 code, store nothing, and leave the daemon serving other clients. The table printed at the end
 is docs/RELIABILITY.md's catalogue."""
+import http.client
 import json
 import os
 import random
@@ -276,6 +277,69 @@ class RateLimits(unittest.TestCase):
             time.sleep(1.2)
             self.assertEqual(greedy.get("/v1/anomalies").status, 200, "the bucket refills")
         finally:
+            d.cleanup()
+            db.drop()
+
+    def test_429_per_address(self):
+        """Several tokens from one address share its budget (5/s, bursts of 10); each token
+        alone stays far under its own limit. The tokens are made through a daemon without
+        limits on the same database (setting up would spend the address's budget)."""
+        env = T.Env("ratelimit_addr")
+        d = T.Daemon(env.db, "ratelimit_addr_b", keys_from=env.daemon.keys,
+                     extra_env={"TUBELOOP_RATE_LIMIT": "1000", "TUBELOOP_RATE_LIMIT_ADDRESS": "5"})
+        try:
+            d.start()
+            tokens = [env.make_token("viewer", scope)[1] for scope in (T.COUNTY, T.TOWN1, T.TOWN2)]
+            clients = [d.client(t) for t in tokens]
+            before = T.fingerprint(env.db)
+            answers = [clients[i % 3].get("/v1/anomalies") for i in range(30)]
+            limited = [r for r in answers if r.status == 429]
+            self.assertGreaterEqual(len(limited), 12, [r.status for r in answers])
+            self.assertEqual({r.error_code for r in limited}, {"rate_limited"})
+            self.assertEqual({r.status for r in answers} - {200, 429}, set())
+            self.assertEqual(T.fingerprint_diff(before, T.fingerprint(env.db)), [])
+            time.sleep(1.2)
+            self.assertEqual(clients[0].get("/v1/anomalies").status, 200, "the bucket refills")
+        finally:
+            d.cleanup()
+            env.close()
+
+    def test_connections_over_the_limit_are_closed_at_accept(self):
+        db = T.Database("connlimit")
+        d = T.Daemon(db, "connlimit", extra_env={"TUBELOOP_MAX_CONNECTIONS": "4"})
+        held = []
+        try:
+            d.start()
+            time.sleep(0.3)  # the start-up probe's connection is gone
+            for _ in range(4):
+                c = http.client.HTTPSConnection("127.0.0.1", d.port, timeout=10, context=d.ssl_context())
+                c.request("GET", "/healthz")
+                r = c.getresponse()
+                r.read()
+                self.assertEqual(r.status, 200)
+                held.append(c)
+            extra = http.client.HTTPSConnection("127.0.0.1", d.port, timeout=10, context=d.ssl_context())
+            with self.assertRaises((OSError, http.client.HTTPException)):
+                extra.request("GET", "/healthz")
+                extra.getresponse().read()
+            extra.close()
+            for c in held:  # the four are still served
+                c.request("GET", "/healthz")
+                r = c.getresponse()
+                r.read()
+                self.assertEqual(r.status, 200)
+            held.pop().close()
+            time.sleep(0.3)
+            again = http.client.HTTPSConnection("127.0.0.1", d.port, timeout=10, context=d.ssl_context())
+            again.request("GET", "/healthz")
+            r = again.getresponse()
+            r.read()
+            self.assertEqual(r.status, 200, "a place freed is taken again")
+            again.close()
+            self.assertIn("reason=max_connections", d.log_text())
+        finally:
+            for c in held:
+                c.close()
             d.cleanup()
             db.drop()
 
