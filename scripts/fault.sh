@@ -15,6 +15,9 @@
 #                                           DAEMONS tubeloopd (3) behind HAProxy, one killed at
 #                                           a time KILLS times (100) under load: 0 lost, 0
 #                                           duplicated, stats and SSE the same through each
+#   scripts/fault.sh offline [KILLS]        offline journals of thousands of scans (real CLI),
+#                                           `tubeloop sync` SIGKILLed KILLS times (300) during
+#                                           upload: every scan in the database exactly once
 #
 # Builds build/release, starts a private PostgreSQL for the run, and runs
 # tests/fault/crash_history.py: the daemon is killed with SIGKILL KILLS times under load while
@@ -26,7 +29,7 @@ top=$(cd "$(dirname "$0")/.." && pwd)
 # shellcheck source=lib.sh
 . "$top/scripts/lib.sh"
 mode=crash
-case ${1:-} in slow | pg | tls | multi) mode=$1; shift ;; esac
+case ${1:-} in slow | pg | tls | multi | offline) mode=$1; shift ;; esac
 kills=${1:-100}
 devices=${2:-16}
 tl_deps
@@ -38,7 +41,8 @@ port=$((30000 + $$ % 20000))
 trap '"$top/tests/harness/pg.sh" fixture-down "$dir" >/dev/null 2>&1 || true' EXIT
 export TUBELOOP_TEST_DB="host=127.0.0.1 port=$port dbname=tubeloop user=tubeloop passfile=$dir/pgpass"
 export TUBELOOP_TEST_PG_DIR=$dir TUBELOOP_TEST_PG_SH=$top/tests/harness/pg.sh
-export TUBELOOPD=$top/build/release/tubeloopd TUBELOOP_TEST_TMP=$top/build/release/test-tmp
+export TUBELOOPD=$top/build/release/tubeloopd TUBELOOP_CLI=$top/build/release/tubeloop
+export TUBELOOP_TEST_TMP=$top/build/release/test-tmp
 mkdir -p "$TUBELOOP_TEST_TMP"
 "$TUBELOOPD" migrate --db "$TUBELOOP_TEST_DB"
 case $mode in
@@ -51,6 +55,8 @@ case $mode in
     python3 "$top/tests/fault/tls_scan.py" --negative-control ;;
   pg)
     python3 "$top/tests/fault/pg_outage.py" --outage "${1:-120}" --rounds "${2:-100}" ;;
+  offline)
+    python3 "$top/tests/fault/offline_sync.py" --kills "${1:-300}" ;;
   multi)
     python3 "$top/tests/fault/multi_daemon.py" --kills "${1:-100}" --daemons "${2:-3}" --devices 8 --interval 2 ;;
   crash)
