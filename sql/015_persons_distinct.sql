@@ -40,12 +40,13 @@ BEGIN
     WITH fresh AS (
       SELECT n.person, n.round, n.site, count(*) AS k FROM new_rows n GROUP BY 1, 2, 3
     ), mine AS (
-      SELECT s.person, s.round, s.site, st.township, count(*) AS total, max(f.k) AS k
+      -- LATERAL: one index probe per person (a join would let the planner scan all samples)
+      SELECT p.person, p.round, s.site, st.township, s.total, f.k
       FROM (SELECT DISTINCT f.person, f.round FROM fresh f) p
-      JOIN samples s ON s.person = p.person AND s.round = p.round
+      CROSS JOIN LATERAL (SELECT s.site, count(*) AS total FROM samples s
+                          WHERE s.person = p.person AND s.round = p.round GROUP BY s.site) s
       JOIN sites st ON st.code = s.site
-      LEFT JOIN fresh f ON f.person = s.person AND f.round = s.round AND f.site = s.site
-      GROUP BY 1, 2, 3, 4
+      LEFT JOIN fresh f ON f.person = p.person AND f.round = p.round AND f.site = s.site
     )
     SELECT m.person, m.round, m.site,
       (m.total = m.k)::int
@@ -98,9 +99,10 @@ BEGIN
             + (ps.site = min(ps.site) OVER (PARTITION BY ps.person, ps.round, left(ps.township, 4)))::int
             + (ps.site = min(ps.site) OVER (PARTITION BY ps.person, ps.round, left(ps.township, 2)))::int
             AS depth
-        FROM (SELECT DISTINCT c.person, c.round, s.site, st.township, c.w
+        FROM (SELECT c.person, c.round, s.site, st.township, c.w
               FROM unnest(v_persons, v_rounds, v_w) c(person, round, w)
-              JOIN samples s ON s.person = c.person AND s.round = c.round
+              CROSS JOIN LATERAL (SELECT DISTINCT s.site FROM samples s
+                                  WHERE s.person = c.person AND s.round = c.round) s
               JOIN sites st ON st.code = s.site) ps) d
   GROUP BY 1, 2, 3, 4 HAVING sum(d.w) <> 0;
   RETURN NULL;

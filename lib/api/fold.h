@@ -1,4 +1,4 @@
-/* The roll-up fold (see fold.c). Caller-owned; start after the pool, stop before closing it. */
+/* The roll-up fold, and the statistics of fast-growing tables (see fold.c). Caller-owned; start after the pool, stop before closing it. */
 #ifndef TL_API_FOLD_H
 #define TL_API_FOLD_H
 
@@ -10,6 +10,8 @@ typedef struct {
   uv_timer_t timer;
   tl_db_pool_t *db; /* borrowed */
   int running;      /* a fold is in the database */
+  int analyzing;    /* a tl_analyze_grown is in the database */
+  unsigned long ticks;
   unsigned long folds;
 } tl_fold_t;
 

@@ -51,6 +51,7 @@ typedef struct {
   job_t *job;           /* running job, or NULL */
   PGresult *result;     /* the job's first error or last result */
   int ever_connected;
+  uint64_t planned_at;  /* uv_now() of the connect or the last DISCARD PLANS */
   int held;             /* checked out by tl_db_acquire until tl_db_release */
   int held_lost;        /* the held session died: its transaction is gone */
 } dbc_t;
@@ -94,6 +95,7 @@ void tl_db_pool_opts_defaults(tl_db_pool_opts_t *o) {
   o->backoff_min_ms = 100;
   o->backoff_max_ms = 2000;
   o->wait_timeout_ms = 10000;
+  o->replan_ms = 30000;
 }
 
 /* ---------- results ---------- */
@@ -293,6 +295,7 @@ static void dbc_prepare_next(dbc_t *c) {
   if (c->prep_next >= p->nstmts) {
     if (c->ever_connected) p->reconnects++;
     c->ever_connected = 1;
+    c->planned_at = uv_now(p->loop);
     c->backoff_ms = p->opts.backoff_min_ms;
     dbc_set_state(c, DBC_IDLE);
     if (watch(c, UV_READABLE, 0) != 0) {
@@ -438,10 +441,25 @@ static void on_poll(uv_poll_t *h, int status, int events) {
 
 /* ---------- the pool ---------- */
 
+/* PL/pgSQL functions and prepared statements keep the plans a session made first, and the
+ * statistics they were made with may describe tables a hundred times smaller (a fresh
+ * database filling up): plans are dropped on a timer so that they follow the data. Returns 1
+ * when c is now busy with the DISCARD. */
+static int replan_if_due(tl_db_pool_t *p, dbc_t *c) {
+  uint64_t now = uv_now(p->loop);
+  if (p->opts.replan_ms <= 0 || now - c->planned_at < (uint64_t)p->opts.replan_ms) return 0;
+  job_t *d = job_new(0, "DISCARD PLANS", 0, NULL, NULL, NULL);
+  if (d == NULL) return 0;
+  c->planned_at = now;
+  dbc_run(c, d);
+  return 1;
+}
+
 static void pool_pump(tl_db_pool_t *p) {
   for (int i = 0; i < p->opts.size && p->head; i++) {
     dbc_t *c = &p->conns[i];
     if (c->state != DBC_IDLE || c->held) continue;
+    if (replan_if_due(p, c)) continue;
     job_t *j = p->head;
     p->head = j->next;
     if (p->head == NULL) p->tail = NULL;

@@ -40,6 +40,8 @@ typedef struct {
   int wait_timeout_ms;    /* a queued job fails with TL_ETIMEDOUT after this */
   const char *time_zone;  /* session TimeZone (copied), or NULL for the server's */
   const char *app_name;   /* fallback_application_name (static string), default "tubeloopd" */
+  int replan_ms;          /* an idle connection drops its cached plans (DISCARD PLANS) when
+                           * they are this old, before its next job; 0: never. Default 30 s */
 } tl_db_pool_opts_t;
 
 typedef struct {

@@ -136,4 +136,24 @@ BEGIN
   END IF;
 END $$;
 
+-- tl_analyze_grown (sql/017): a table that grew past what the planner knows is analyzed, once.
+INSERT INTO tubes (code, region, round, site, capacity, opened_at)
+  SELECT 'TG' || lpad(i::text, 5, '0'), '230126101', 'R1', 'S1', 10, now() FROM generate_series(1, 1500) i;
+SELECT pg_stat_force_next_flush();  -- the counts reach pg_stat_user_tables when this session idles
+DO $$
+DECLARE
+  n int;
+BEGIN
+  n := tl_analyze_grown();
+  IF n < 1 THEN RAISE EXCEPTION 'tl_analyze_grown analyzed nothing after 1,500 new tubes'; END IF;
+  IF (SELECT reltuples FROM pg_class WHERE oid = 'tubes'::regclass) < 1500 THEN
+    RAISE EXCEPTION 'tubes still planned as % rows', (SELECT reltuples FROM pg_class WHERE oid = 'tubes'::regclass);
+  END IF;
+END $$;
+SELECT pg_stat_force_next_flush();
+DO $$
+BEGIN
+  IF tl_analyze_grown() <> 0 THEN RAISE EXCEPTION 'tl_analyze_grown analyzed again with nothing new'; END IF;
+END $$;
+
 SELECT 'schema tests passed' AS result;
