@@ -39,14 +39,17 @@ BEGIN
     -- every sample site of the persons of the statement in its rounds, the new samples included
     WITH fresh AS (
       SELECT n.person, n.round, n.site, count(*) AS k FROM new_rows n GROUP BY 1, 2, 3
-    ), mine AS (
-      -- LATERAL: one index probe per person (a join would let the planner scan all samples)
-      SELECT p.person, p.round, s.site, st.township, s.total, f.k
+    ), probe AS MATERIALIZED (
+      -- LATERAL: one index probe per person (a join would let the planner scan all samples);
+      -- materialized, so that sites is joined once and not inside the loop
+      SELECT p.person, p.round, s.site, s.total
       FROM (SELECT DISTINCT f.person, f.round FROM fresh f) p
       CROSS JOIN LATERAL (SELECT s.site, count(*) AS total FROM samples s
                           WHERE s.person = p.person AND s.round = p.round GROUP BY s.site) s
-      JOIN sites st ON st.code = s.site
-      LEFT JOIN fresh f ON f.person = p.person AND f.round = p.round AND f.site = s.site
+    ), mine AS (
+      SELECT pr.person, pr.round, pr.site, st.township, pr.total, f.k
+      FROM probe pr JOIN sites st ON st.code = pr.site
+      LEFT JOIN fresh f ON f.person = pr.person AND f.round = pr.round AND f.site = pr.site
     )
     SELECT m.person, m.round, m.site,
       (m.total = m.k)::int
@@ -99,11 +102,13 @@ BEGIN
             + (ps.site = min(ps.site) OVER (PARTITION BY ps.person, ps.round, left(ps.township, 4)))::int
             + (ps.site = min(ps.site) OVER (PARTITION BY ps.person, ps.round, left(ps.township, 2)))::int
             AS depth
-        FROM (SELECT c.person, c.round, s.site, st.township, c.w
-              FROM unnest(v_persons, v_rounds, v_w) c(person, round, w)
-              CROSS JOIN LATERAL (SELECT DISTINCT s.site FROM samples s
-                                  WHERE s.person = c.person AND s.round = c.round) s
-              JOIN sites st ON st.code = s.site) ps) d
+        FROM (WITH probe AS MATERIALIZED (
+                SELECT c.person, c.round, s.site, c.w
+                FROM unnest(v_persons, v_rounds, v_w) c(person, round, w)
+                CROSS JOIN LATERAL (SELECT DISTINCT s.site FROM samples s
+                                    WHERE s.person = c.person AND s.round = c.round) s)
+              SELECT pr.person, pr.round, pr.site, st.township, pr.w
+              FROM probe pr JOIN sites st ON st.code = pr.site) ps) d
   GROUP BY 1, 2, 3, 4 HAVING sum(d.w) <> 0;
   RETURN NULL;
 END $$;
