@@ -143,6 +143,12 @@ def main():
         if lost or duplicated or orphan_rows:
             print("FAILED: lost=%s duplicated=%s" % (lost[:5], duplicated[:5]), file=sys.stderr)
             return 1
+        pii = F.pii_in_clear({p.encode() for p in persons}, rb"(?=(P\d{7}))", h.daemon, h.db)
+        if pii:
+            print("FAILED: " + "; ".join(pii), file=sys.stderr)
+            return 1
+        print("personal data: none of the %d passport numbers in the daemon's log (%d restarts) or a pg_dump"
+              % (len(persons), h.kills))
         if len(acked) == 0:
             print("FAILED: nothing was acknowledged", file=sys.stderr)
             return 1

@@ -4,6 +4,7 @@ control client that measures its own latency while something else attacks or bre
 system. Python standard library only; the environment is the one ctest gives every test
 (see tests/e2e/py/tubeloop_test.py)."""
 import os
+import re
 import socket
 import subprocess
 import sys
@@ -49,6 +50,22 @@ def verdict(failures, daemon):
     print("FAILED:\n  " + "\n  ".join(failures), file=sys.stderr)
     print(daemon.log_tail(20), file=sys.stderr)
     return 1
+
+
+def pii_in_clear(needles, pattern, daemon, db):
+    """Issue 7 item 10 over a long run: none of the test's ID numbers in the daemon's whole
+    log (every restart appends to it) or in a pg_dump of the database. `needles` are the IDs as
+    bytes (for resident IDs: their 17 leading digits, which no masked form keeps); `pattern`
+    a regex with one lookahead group that yields every candidate in a text, so the search is
+    one pass per text, not one per ID. Returns failure lines that count hits, never quote them."""
+    found = []
+    for where, text in (("daemon log", daemon.log_bytes()), ("pg_dump", db.dump())):
+        if isinstance(text, str):
+            text = text.encode()
+        hits = needles.intersection(m.group(1) for m in re.finditer(pattern, text))
+        if hits:
+            found.append("%s: %d of the test's ID numbers in clear" % (where, len(hits)))
+    return found
 
 
 def percentile(values, q):

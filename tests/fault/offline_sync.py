@@ -392,6 +392,8 @@ def main():
             failures.append("no kill cut a batch in flight (no run was answered duplicate)")
         nc = negative_control(db, journals, fig)
         failures += nc
+        pii = F.pii_in_clear({i[:17].encode() for i in field.used}, rb"(?=(\d{17}))", field.env.daemon, db)
+        failures += pii
         print("offline_sync: kills=%d partial_kills=%d idle_kills=%d cut_in_flight=%d unkilled_runs=%d "
               "journals=%d events=%d undone=%d in_db=%d lost=%d duplicated=%d acks_duplicate=%d "
               "replay_duplicate=%d tubes=%d boxes=%d kill_after_p50=%.2fs max=%.2fs record=%.0fs total=%.0fs"
@@ -403,6 +405,8 @@ def main():
         if not nc:
             print("negative control: one acknowledged event deleted and one sample applied twice (rolled back): "
                   "reported as 1 lost and 1 duplicated (as it must)")
+        if not pii:
+            print("personal data: none of the %d resident IDs in the daemon's log or a pg_dump" % len(field.used))
         db.close_session()
         return F.verdict(failures, field.env.daemon)
     finally:
