@@ -136,6 +136,23 @@ BEGIN
   END IF;
 END $$;
 
+-- sql/019: a person's samples in a round are probed through samples_person, not by reading
+-- the whole round through samples_round_site, also before any statistics exist (the shape
+-- of the probe in tl_delta_samples, sql/015).
+DO $$
+DECLARE
+  plan text;
+BEGIN
+  FOR plan IN EXECUTE 'EXPLAIN (COSTS OFF) SELECT p.person, s.site, s.total'
+    ' FROM (VALUES (''P1'', ''R1''), (''P2'', ''R1'')) p(person, round)'
+    ' CROSS JOIN LATERAL (SELECT s.site, count(*) AS total FROM samples s'
+    '   WHERE s.person = p.person AND s.round = p.round GROUP BY s.site) s' LOOP
+    IF plan LIKE '%samples_round_site%' OR plan LIKE '%Seq Scan on samples%' THEN
+      RAISE EXCEPTION 'the person probe reads the round: %', plan;
+    END IF;
+  END LOOP;
+END $$;
+
 -- tl_analyze_grown (sql/017): a table that grew past what the planner knows is analyzed, once.
 INSERT INTO tubes (code, region, round, site, capacity, opened_at)
   SELECT 'TG' || lpad(i::text, 5, '0'), '230126101', 'R1', 'S1', 10, now() FROM generate_series(1, 1500) i;
