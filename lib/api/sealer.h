@@ -15,9 +15,13 @@ typedef struct {
   const char *tz;            /* borrowed: the zone of the partitions' days */
   int checkpoint_interval_s; /* a moved head is signed at least this often */
   int checkpoint_links;      /* ... and whenever it moved this many links */
-  int batch;                 /* events chained per statement */
+  int batch;                 /* events chained per transaction */
   int running;               /* a step is in the database */
   int stopped;
+  tl_db_conn_t *conn;        /* held for the seal transaction, else NULL */
+  long long round_links;     /* links computed in the current seal transaction */
+  int round_parts;           /* ... in this many partitions */
+  unsigned long long round_hash_us; /* ... taking this long in C */
   unsigned long long sealed;      /* events chained by this daemon */
   unsigned long long checkpoints; /* checkpoints written by this daemon */
 } tl_sealer_t;

@@ -15,9 +15,18 @@ switched off for the tampering only), someone
   - inserts an event with the queue trigger off        → unchained
 and verify names it and exits 1. Also: the database's encoding (tl_chain_canon) gives the same
 link as the C unit test's vector; a keys file with another sign key fails every checkpoint.
+
+The sealer hashes in C (sql/018) with the same code as verify, so verify alone would not see a
+sealer that encodes wrongly: every stored link is also recomputed with the SQL encoding
+(tl_chain_canon, written independently), and each chain must follow (received_at, id).
+TwoDaemons: two daemons on one database seal one at a time (the advisory lock): while a third
+session holds the lock nothing is sealed and nothing fails; then, with events coming in through
+both, every event is chained exactly once and the chains verify.
 """
 import os
 import random
+import re
+import threading
 import time
 import unittest
 
@@ -31,32 +40,52 @@ from tubeloop_test import person, sample_add, tube_open, tube_seal  # noqa: E402
 ROUND_A, ROUND_B = "CH-A", "CH-B"
 
 
+def send_tubes(client, site, rnd, clock, ntubes, first_minute=0):
+    """ntubes tubes of ten samples (open, 10 × add, seal) from site, in batches of about 96."""
+    rng = random.Random("%s-%s-%d" % (site, rnd, first_minute))
+    minute = first_minute
+    batch = []
+    for t in range(ntubes):
+        tube = "CH-%s-%s-%04d" % (site, rnd, first_minute + t)
+        minute += 1
+        batch.append(tube_open(clock.at(minute % 300), tube, rnd))
+        for _ in range(10):
+            batch.append(sample_add(clock.at(minute % 300), tube, person(T.resident_id(rng))))
+        batch.append(tube_seal(clock.at(minute % 300), tube, 10))
+        if len(batch) >= 96:
+            client.send_ok(batch)
+            batch = []
+    if batch:
+        client.send_ok(batch)
+
+
+def links_against_sql(db):
+    """Stored links that differ from the chain recomputed with the SQL encoding
+    (tl_chain_canon + sha256, from link(0)), and links out of (received_at, id) order."""
+    wrong = db.scalar("""SELECT count(*) FROM (
+        SELECT l.link, tl_chain_agg(decode(repeat('00', 32), 'hex'),
+                                    tl_chain_canon(l.partition, l.seq, e))
+                 OVER (PARTITION BY l.partition ORDER BY l.seq ROWS UNBOUNDED PRECEDING) AS want
+        FROM chain_links l JOIN events e ON e.id = l.event_id) x WHERE x.link IS DISTINCT FROM x.want""")
+    unordered = db.scalar("""SELECT count(*) FROM (
+        SELECT l.seq, row_number() OVER (PARTITION BY l.partition ORDER BY e.received_at, e.id) AS n
+        FROM chain_links l JOIN events e ON e.id = l.event_id) x WHERE x.seq <> x.n""")
+    return int(wrong), int(unordered)
+
+
 class Chain(T.EnvCase):
     label = "chain"
 
     @classmethod
     def prepare(cls):
         e = cls.env
-        rng = random.Random(7009)
         clock = T.Clock(hours_back=6)
         e.make_round(ROUND_A, pool_size=10, day=clock.day())
         e.make_round(ROUND_B, pool_size=10, region=T.OTHER_COUNTY, day=clock.day())
         minute = 0
         for site, rnd, ntubes in (("S1", ROUND_A, 9), ("S3", ROUND_A, 6), ("S9", ROUND_B, 12)):
-            c = e.client("collector", site)
-            batch = []
-            for t in range(ntubes):
-                tube = "CH-%s-%04d" % (site, t)
-                minute += 1
-                batch.append(tube_open(clock.at(minute % 300), tube, rnd))
-                for _ in range(10):
-                    batch.append(sample_add(clock.at(minute % 300), tube, person(T.resident_id(rng))))
-                batch.append(tube_seal(clock.at(minute % 300), tube, 10))
-                if len(batch) >= 96:
-                    c.send_ok(batch)
-                    batch = []
-            if batch:
-                c.send_ok(batch)
+            send_tubes(e.client("collector", site), site, rnd, clock, ntubes, minute)
+            minute += ntubes
         # The previous day's events, written behind the API (the queue trigger still sees them).
         e.db.psql("""INSERT INTO events SELECT gen_random_uuid(), type, at - interval '1 day',
                      sender_role, sender, received_at - interval '1 day', digest, tube, box, body,
@@ -128,8 +157,22 @@ class Chain(T.EnvCase):
         self.assertEqual(rc, 1, out)
         db.close_session()
 
+    def test_01b_links_match_sql_encoding(self):
+        """The sealer's links (C) are the links of the SQL encoding, in (received_at, id) order."""
+        db = self.env.db
+        self.assertEqual(db.count("chain_links"), self.nevents)
+        self.assertEqual(links_against_sql(db), (0, 0))
+        db.close_session()
+        # and the test would see a wrong one: one link changed in a copy
+        copy = self.copy()
+        copy.psql("ALTER TABLE chain_links DISABLE TRIGGER chain_links_append_only")
+        copy.psql("""UPDATE chain_links SET link = sha256(link)
+                     WHERE (partition, seq) = (SELECT partition, max(seq) FROM chain_links
+                                               GROUP BY partition ORDER BY 1 LIMIT 1)""")
+        self.assertEqual(links_against_sql(copy), (1, 0))
+
     def test_02_sql_encoding_matches_c(self):
-        """tl_chain_canon (the sealer's) gives test_chain.c's vector for the same row."""
+        """tl_chain_canon (the SQL encoding) gives test_chain.c's vector for the same row."""
         db = self.copy()
         link = db.scalar("""SELECT encode(sha256(decode(repeat('00', 32), 'hex') || tl_chain_canon(
             '230126/2021-10-08', 1, ROW('4f1c2b1e-8a8e-4c55-9d5a-0a1b2c3d4e5f', 'tube.open',
@@ -262,6 +305,64 @@ class Chain(T.EnvCase):
         unchained = self.findings(out, "unchained")
         self.assertEqual(len(unchained), 1, out)
         self.assertIn("event=%s" % new, unchained[0])
+
+
+class TwoDaemons(T.EnvCase):
+    label = "chain2"
+    log_level = "debug"  # chain_sealed lines count the events each daemon chained
+
+    @classmethod
+    def prepare(cls):
+        e = cls.env
+        cls.other = T.Daemon(e.db, "chain2b", log_level="debug", keys_from=e.daemon.keys).start()
+        cls.clock = T.Clock(hours_back=6)
+        e.make_round(ROUND_A, pool_size=10, day=cls.clock.day())
+        e.make_round(ROUND_B, pool_size=10, region=T.OTHER_COUNTY, day=cls.clock.day())
+        cls.a = e.client("collector", "S1")
+        cls.b = cls.other.client(e.make_token("collector", "S9")[1])
+
+    @classmethod
+    def tearDownClass(cls):
+        if getattr(cls, "other", None):
+            cls.other.cleanup()
+        super().tearDownClass()
+
+    def sealed_by(self, daemon):
+        return sum(int(n) for n in re.findall(r"msg=chain_sealed events=(\d+)", daemon.log_text()))
+
+    def test_one_sealer_at_a_time(self):
+        db = self.env.db
+        # a third session holds the sealer's lock: neither daemon seals, neither fails
+        db.psql("BEGIN")
+        db.psql("SELECT pg_advisory_xact_lock(7420264)")
+        send_tubes(self.a, "S1", ROUND_A, self.clock, 4)
+        send_tubes(self.b, "S9", ROUND_B, self.clock, 4)
+        held = db.count("events")
+        time.sleep(3.5)  # three ticks of each sealer
+        self.assertEqual(db.count("chain_links"), 0)
+        self.assertEqual(db.count("chain_pending"), held)
+        db.psql("COMMIT")
+        # both send at once, both seal
+        threads = [threading.Thread(target=send_tubes, args=(c, site, rnd, self.clock, 24, 100))
+                   for c, site, rnd in ((self.a, "S1", ROUND_A), (self.b, "S9", ROUND_B))]
+        for t in threads:
+            t.start()
+        for t in threads:
+            t.join()
+        n = db.count("events")
+        Chain.wait_sealed(db, n)
+        self.assertEqual(db.scalar("SELECT count(DISTINCT event_id) FROM chain_links"), str(n))
+        self.assertEqual(db.psql("SELECT partition FROM chain_links GROUP BY partition"
+                                 " HAVING max(seq) <> count(*)"), [])
+        self.assertEqual(links_against_sql(db), (0, 0))
+        db.close_session()
+        for d in (self.env.daemon, self.other):
+            self.assertNotIn("chain_step_failed", d.log_text())
+        # every event chained by exactly one of them
+        self.assertEqual(self.sealed_by(self.env.daemon) + self.sealed_by(self.other), n)
+        rc, out, err = T.run([T.need_env("TUBELOOPD"), "verify", "--db", db.conninfo,
+                              "--keys", self.env.daemon.keys], check=False)
+        self.assertEqual(rc, 0, err + out)
 
 
 if __name__ == "__main__":
