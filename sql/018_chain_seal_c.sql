@@ -23,7 +23,8 @@
 -- exists comes last, as (NULL, NULL, NULL, NULL). When another daemon is sealing, the only
 -- row is (NULL, -1, NULL, NULL) and nothing is taken.
 -- tl_chain_seal evaluated tl_chain_partition (a lookup of the sender) several times per event;
--- here it runs once per sender and day. The partitions sort in "C" order (only that each one's
+-- here it runs once per sender and day: parts is MATERIALIZED, for inlined into the join it
+-- ran once per pair of event and sender (326,405 calls, 3.6 s for 1,000 events, measured). The partitions sort in "C" order (only that each one's
 -- rows are together matters, and it is cheaper than the database's collation); work_mem: the
 -- sort of up to 20,000 whole events (~12 MB) stays in memory instead of spilling to disk.
 CREATE OR REPLACE FUNCTION tl_chain_take(p_max int, p_tz text)
@@ -44,7 +45,7 @@ BEGIN
            (e.received_at AT TIME ZONE p_tz)::date AS day
     FROM (SELECT DISTINCT t.event_id FROM taken t) t LEFT JOIN events e ON e.id = t.event_id
     WHERE NOT EXISTS (SELECT 1 FROM chain_links l WHERE l.event_id = t.event_id)
-  ), parts AS (
+  ), parts AS MATERIALIZED (
     SELECT d.role, d.sender, d.day, tl_chain_partition(d.role, d.sender, min(d.received), p_tz) AS part
     FROM todo d WHERE d.id IS NOT NULL
     GROUP BY d.role, d.sender, d.day
