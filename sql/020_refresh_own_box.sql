@@ -12,9 +12,10 @@
 --     whose tubes are still widened to (tube_missing, tube_unexpected, overdue_transport);
 --   * a box's round (tl_box_round) is the round of its packed tubes, again set by box.pack.
 -- So the boxes re-derived are exactly the boxes the write touched. The convergence test
--- (tests/e2e/py/test_convergence.py) replays every interleaving it generates against
--- tl_rollup_rebuild and a fresh derivation. Everything else is tl_refresh of sql/012, replaced
--- whole as migrations must.
+-- (tests/e2e/py/test_convergence.py) replays its interleavings and requires the same open
+-- anomalies after each, the first also equal to what its generator planned (tube_missing,
+-- tube_unexpected, wrong_lab, ...). Everything else is tl_refresh of sql/012, replaced whole
+-- as migrations must.
 
 CREATE OR REPLACE FUNCTION tl_refresh(p_tubes text[], p_boxes text[], p_person_tubes text[])
 RETURNS TABLE (subject text, type text) LANGUAGE plpgsql AS $$

@@ -67,11 +67,8 @@ static long long lock_key(char kind, const char *code) {
   return (long long)h;
 }
 
-/* Appends item to a PostgreSQL array literal being built in b ("{a,b"); codes and UUIDs need
- * no quoting (their character sets exclude every special character). */
-static int arr_add(tl_buf_t *b, const char *item) {
-  return tl_buf_appendf(b, "%s%s", b->len > 1 ? "," : "", item);
-}
+/* The arrays of tl_load are built with tl_buf_array_add: codes and UUIDs need no quoting
+ * (their character sets exclude every special character). */
 
 static int64_t json_time(const cJSON *o, const char *key) {
   const cJSON *v = cJSON_GetObjectItemCaseSensitive(o, key);
@@ -457,29 +454,29 @@ static void step_begin_done(void *arg, int status, const tl_db_result_t *res) {
   char num[32];
   for (int i = 0; i < g->nslots && rc == 0; i++) {
     const tl__slot_t *s = g->slots[i];
-    if (g->owner[i]->sender.role == TL_ROLE_LAB) rc |= arr_add(&labs, g->owner[i]->sender.code);
+    if (g->owner[i]->sender.role == TL_ROLE_LAB) rc |= tl_buf_array_add(&labs, g->owner[i]->sender.code);
     if (s->state != TL__SLOT_PENDING) continue;
-    rc |= arr_add(&ids, s->ev.id);
+    rc |= tl_buf_array_add(&ids, s->ev.id);
     snprintf(num, sizeof num, "%lld", lock_key('e', s->ev.id));
-    rc |= arr_add(&locks, num);
+    rc |= tl_buf_array_add(&locks, num);
     if (s->ev.tube[0]) {
-      rc |= arr_add(&tubes, s->ev.tube);
+      rc |= tl_buf_array_add(&tubes, s->ev.tube);
       snprintf(num, sizeof num, "%lld", lock_key('t', s->ev.tube));
-      rc |= arr_add(&locks, num);
+      rc |= tl_buf_array_add(&locks, num);
     }
     for (int k = 0; k < s->ev.ntubes; k++) {
-      rc |= arr_add(&tubes, s->ev.tubes[k]);
+      rc |= tl_buf_array_add(&tubes, s->ev.tubes[k]);
       snprintf(num, sizeof num, "%lld", lock_key('t', s->ev.tubes[k]));
-      rc |= arr_add(&locks, num);
+      rc |= tl_buf_array_add(&locks, num);
     }
     if (s->ev.box[0]) {
-      rc |= arr_add(&boxes, s->ev.box);
+      rc |= tl_buf_array_add(&boxes, s->ev.box);
       snprintf(num, sizeof num, "%lld", lock_key('b', s->ev.box));
-      rc |= arr_add(&locks, num);
+      rc |= tl_buf_array_add(&locks, num);
     }
-    if (s->ev.round[0]) rc |= arr_add(&rounds, s->ev.round);
-    if (s->ev.type == TL_EV_SAMPLE_ADD) rc |= arr_add(&persons, s->ev.person);
-    if (s->ev.lab[0]) rc |= arr_add(&labs, s->ev.lab);
+    if (s->ev.round[0]) rc |= tl_buf_array_add(&rounds, s->ev.round);
+    if (s->ev.type == TL_EV_SAMPLE_ADD) rc |= tl_buf_array_add(&persons, s->ev.person);
+    if (s->ev.lab[0]) rc |= tl_buf_array_add(&labs, s->ev.lab);
   }
   for (int k = 0; k < 7; k++) rc |= tl_buf_append(all[k], "}", 1);
   if (rc == 0) {

@@ -162,10 +162,6 @@ typedef struct {
   tl_buf_t part, seq, id, link;
 } links_t;
 
-static int arr_add(tl_buf_t *b, const char *item) {
-  return tl_buf_appendf(b, "%s%s", b->len > 1 ? "," : "", item);
-}
-
 /* Links every event row of tl_chain_take in C (lib/crypto/chain.c: the encoding `verify`
  * recomputes) into l. Rows come ordered by (partition, received_at, id): a partition's run
  * starts from its head and counts seq up from there (a partition met twice would repeat a
@@ -200,8 +196,8 @@ static int links_build(tl_sealer_t *s, const tl_db_result_t *res, links_t *l) {
     snprintf(num, sizeof num, "%lld", seq);
     /* Partitions match chain_links' CHECK (^[0-9]{6}/[0-9]{4}-[0-9]{2}-[0-9]{2}$; one that
      * did not would fail the insert anyway), ids are uuids: no element needs quoting. */
-    if (arr_add(&l->part, part) != 0 || arr_add(&l->seq, num) != 0 ||
-        arr_add(&l->id, fields[0]) != 0 || arr_add(&l->link, hex) != 0)
+    if (tl_buf_array_add(&l->part, part) != 0 || tl_buf_array_add(&l->seq, num) != 0 ||
+        tl_buf_array_add(&l->id, fields[0]) != 0 || tl_buf_array_add(&l->link, hex) != 0)
       return TL_ENOMEM;
     s->round_links++;
   }

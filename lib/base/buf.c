@@ -62,6 +62,10 @@ int tl_buf_appendf(tl_buf_t *b, const char *fmt, ...) {
   return rc;
 }
 
+int tl_buf_array_add(tl_buf_t *b, const char *item) {
+  return tl_buf_appendf(b, "%s%s", b->len > 1 ? "," : "", item);
+}
+
 void tl_buf_consume(tl_buf_t *b, size_t n) {
   if (n >= b->len) {
     b->len = 0;

@@ -24,6 +24,10 @@ TL_WUR int tl_buf_append(tl_buf_t *b, const void *data, size_t len);
 TL_WUR int tl_buf_appendf(tl_buf_t *b, const char *fmt, ...) __attribute__((format(printf, 2, 3)));
 TL_WUR int tl_buf_vappendf(tl_buf_t *b, const char *fmt, va_list ap)
     __attribute__((format(printf, 2, 0)));
+/* Adds item to a PostgreSQL array literal being built in b (b starts with "{", the caller
+ * closes it with "}"): a comma before every item but the first. The item goes in as it is,
+ * unquoted: only for values that need no quoting (codes, numbers, uuids, hex). */
+TL_WUR int tl_buf_array_add(tl_buf_t *b, const char *item);
 /* Drops the first n bytes (n <= len). */
 void tl_buf_consume(tl_buf_t *b, size_t n);
 /* NUL-terminates and returns data ("" when empty); valid until the next change. */
