@@ -19,7 +19,9 @@ typedef struct client_s {
   char day[16];            /* "" = today */
   char round[40];          /* "" = the day's rounds */
   int digits;              /* region is a region code (else a site) */
-  int dirty;
+  int dirty;               /* figures may have changed since the last snapshot */
+  int querying;            /* a snapshot query for it is in the database */
+  int stale;               /* dirtied again while querying: that answer may predate it */
   long long version;       /* of the last snapshot sent (or Last-Event-ID); -1: none yet */
 } client_t;
 
@@ -90,8 +92,12 @@ static void snapshot_done(void *arg, int status, const tl_db_result_t *res) {
   for (client_t *c = l->clients, *next; c; c = next) {
     next = c->next;
     if (!c->dirty || !same_key(c, q->region, q->day, q->round)) continue;
+    c->querying = 0;
     if (json == NULL) continue; /* database trouble: stay dirty, retry on the next flush */
-    c->dirty = 0;
+    /* A notification that came while the query ran may be of a write its snapshot did not
+     * see: such a client stays dirty and gets the next flush's snapshot. */
+    c->dirty = c->stale;
+    c->stale = 0;
     if (version == c->version) continue; /* the client has these figures */
     if (client_send(l, c, msg.data, msg.len) == 0) c->version = version;
   }
@@ -127,6 +133,8 @@ static void on_flush(uv_timer_t *t) {
       return; /* the database is away: stay dirty */
     }
     l->inflight++;
+    for (client_t *d = c; d; d = d->next)
+      if (d->dirty && same_key(d, c->region, c->day, c->round)) d->querying = 1;
   }
 }
 
@@ -138,21 +146,26 @@ static void on_heartbeat(uv_timer_t *t) {
   }
 }
 
+/* Whether a NOTIFY payload (the counties whose figures changed) concerns c. */
+static int notified(const client_t *c, const char *payload) {
+  if (!c->digits) return 1; /* a site: its county is not in the client */
+  size_t rl = strlen(c->region);
+  for (const char *p = payload; *p; p += strcspn(p, ",") + (p[strcspn(p, ",")] ? 1 : 0)) {
+    size_t n = strcspn(p, ",");
+    size_t k = n < rl ? n : rl; /* a county in the region, or the region in a county */
+    if (k > 0 && strncmp(p, c->region, k) == 0) return 1;
+  }
+  return 0;
+}
+
 /* A NOTIFY from a write: the counties whose figures changed. NULL: (re)connected, so some
  * notifications may have been missed: everything is dirty. */
 static void on_notify(void *arg, const char *channel, const char *payload) {
   tl_live_t *l = arg;
   for (client_t *c = l->clients; c; c = c->next) {
-    if (channel == NULL || payload == NULL || !c->digits) {
-      c->dirty = 1;
-      continue;
-    }
-    size_t rl = strlen(c->region);
-    for (const char *p = payload; *p && !c->dirty; p += strcspn(p, ",") + (p[strcspn(p, ",")] ? 1 : 0)) {
-      size_t n = strcspn(p, ",");
-      size_t k = n < rl ? n : rl; /* a county in the region, or the region in a county */
-      if (k > 0 && strncmp(p, c->region, k) == 0) c->dirty = 1;
-    }
+    if (channel != NULL && payload != NULL && !notified(c, payload)) continue;
+    c->dirty = 1;
+    if (c->querying) c->stale = 1;
   }
 }
 
