@@ -474,6 +474,7 @@ int tl_jsend_init(tl_jsend_t *s, tl_cli_t *c, tl_journal_t *j) {
   s->cli = c;
   s->j = j;
   s->online = -1;
+  s->batch_max = TL_JOURNAL_BATCH;
   tl_buf_init(&s->body);
   tl_buf_init(&s->answer);
   char auth[512];
@@ -574,7 +575,7 @@ static void maybe_start(tl_jsend_t *s) {
   tl_buf_reset(&s->body);
   int rc = tl_buf_appendf(&s->body, "{\"events\":[");
   s->nbatch = 0;
-  for (; i < j->n && s->nbatch < TL_JOURNAL_BATCH && rc == 0; i++) {
+  for (; i < j->n && s->nbatch < s->batch_max && rc == 0; i++) {
     tl_jentry_t *e = &j->entries[i];
     if (e->state != TL_JE_UNSENT) continue;
     if (e->added_ms && e->added_ms + s->hold_ms > tl_jnow_ms()) break; /* keep the order */

@@ -131,6 +131,7 @@ struct tl_jsend_s {
   tl_jsend_busy_t busy;
   int batch[TL_JOURNAL_BATCH]; /* entries in the POST on its way */
   int nbatch;
+  int batch_max;           /* events per POST, 1..TL_JOURNAL_BATCH (sync --batch) */
   int from;                /* entries before it all have an answer or were taken back */
   int64_t next_try_ms;     /* monotonic: no request before (backoff) */
   int backoff_ms;          /* the next wait after a failure; 0 after a success */

@@ -1047,19 +1047,29 @@ static void sync_ack(void *ud, int index) {
 
 int tl_cmd_sync(tl_cli_t *c, int argc, char **argv) {
   tl_jopts_t o = {.journal = NULL, .wait_s = 30};
+  long batch = TL_JOURNAL_BATCH;
   for (int i = 1; i < argc; i++) {
     int r = tl_jopts_parse(&o, &i, argc, argv);
     if (r < 0) return 2;
     if (r) continue;
+    const char *v = tl_jarg(&i, argc, argv, "--batch");
+    if (v != NULL) {
+      char *end;
+      batch = strtol(v, &end, 10);
+      if (*end || batch < 1 || batch > TL_JOURNAL_BATCH)
+        return tl_cli_fail("%s: %s", TL_MSG(c, "--batch 须为 1–100", "--batch must be 1-100"), v) + 1;
+      continue;
+    }
     if (strcmp(argv[i], "--help") == 0 || strcmp(argv[i], "-h") == 0) {
       fputs(TL_MSG(c,
-                   "用法: tubeloop sync [--journal 文件] [--wait 秒]\n"
-                   "上传离线日志中尚未被服务器确认的事件（scan、courier、lab 共用的日志），按顺序每批最多 100 条，\n"
+                   "用法: tubeloop sync [--journal 文件] [--wait 秒] [--batch N]\n"
+                   "上传离线日志中尚未被服务器确认的事件（scan、courier、lab 共用的日志），按顺序每批最多 100 条\n"
+                   "（--batch N：每批最多 N 条，信号差时用小批），\n"
                    "失败时退避重试，最长 --wait 秒（默认 30）。同一事件重发时服务器答“重复”，不会重复生效。\n"
                    "被拒绝的事件逐条列出。退出码：0 全部已确认；1 仍有未确认的（附条数和原因）。\n",
-                   "usage: tubeloop sync [--journal FILE] [--wait S]\n"
+                   "usage: tubeloop sync [--journal FILE] [--wait S] [--batch N]\n"
                    "Uploads what the journal (shared by scan, courier and lab) holds unacknowledged, in order,\n"
-                   "at most 100 events per request, retrying with backoff for up to --wait seconds (default 30).\n"
+                   "at most 100 events per request (--batch N: at most N; smaller suits a weak signal), retrying with backoff for up to --wait seconds (default 30).\n"
                    "An event sent again is answered \"duplicate\" and never applied twice. Refused events are\n"
                    "listed. Exit status: 0 when everything is acknowledged; 1 (with the count and why) otherwise.\n"),
             stdout);
@@ -1077,6 +1087,7 @@ int tl_cmd_sync(tl_cli_t *c, int argc, char **argv) {
     return 0;
   }
   sync_t y = {c, &j, cJSON_CreateArray()};
+  s.batch_max = (int)batch;
   s.on_ack = sync_ack;
   s.ud = &y;
   int before = j.waiting;

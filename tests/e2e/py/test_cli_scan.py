@@ -90,7 +90,7 @@ class CliScan(T.EnvCase):
 
     def test_0_help(self):
         for args, words in ((["scan", "--help"], ["/seal", "/box", "/pack", "/sealbox", "/undo", "/status", "/quit", "--capacity"]),
-                            (["sync", "--help"], ["--journal"]),
+                            (["sync", "--help"], ["--journal", "--batch"]),
                             (["courier", "--help"], ["pickup", "deliver", "--lab"]),
                             (["lab", "--help"], ["receive", "reject", "upload", "leak"])):
             rc, out, err = self.cli("S1", ["--lang", "en"] + args)
@@ -100,6 +100,10 @@ class CliScan(T.EnvCase):
         rc, out, err = self.cli("S1", ["scan", "--bogus"])
         self.assertNotEqual(rc, 0)
         self.assertIn("--bogus", err)
+        for bad in ("0", "101", "5x"):
+            rc, out, err = self.cli("S1", ["--lang", "en", "sync", "--batch", bad])
+            self.assertEqual((rc, out), (2, ""), err)
+            self.assertIn("--batch must be 1-100: " + bad, err)
 
     # -- scan through a pipe ---------------------------------------------------------------
 
@@ -287,13 +291,15 @@ class CliScan(T.EnvCase):
             d.start()
 
         # sync killed at random moments, again and again: the wait before the kill grows while
-        # no answer gets recorded, so kills also land between batches and mid-request
+        # no answer gets recorded, so kills also land between batches and mid-request. Batches
+        # of 5 make the upload some 70 requests long, so a kill lands inside it however fast
+        # the daemon answers (with batches of 100 it was four requests, over in a few ms).
         kills, partial, delay = 0, 0, self.rng.uniform(0.05, 0.4)
         for _ in range(12):
             before = len(journal_records(j)[1])
             if before == len(live):
                 break
-            p = subprocess.Popen([CLI, "sync", "--journal", j], stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL,
+            p = subprocess.Popen([CLI, "sync", "--journal", j, "--batch", "5"], stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL,
                                  env=self.cli_env("S2"))
             time.sleep(delay)
             if p.poll() is None:

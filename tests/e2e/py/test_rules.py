@@ -90,14 +90,17 @@ class Rules(T.EnvCase):
     # ------------------------------------------------------------------------------------------
 
     def objects(self, tubes=(), boxes=()):
-        """What an admin sees of the named objects: (status, JSON) of each GET."""
+        """What an admin sees of the named objects: (status, JSON) of each GET. The overdue
+        sweep opens overdue_* anomalies on the wall clock, whenever it runs: they are left out,
+        as in T.fingerprint (a sealed tube not yet packed may turn overdue between two looks)."""
         out = {}
-        for t in tubes:
-            r = self.admin.get("/v1/tubes/" + t)
-            out["tube " + t] = (r.status, r.json)
-        for b in boxes:
-            r = self.admin.get("/v1/boxes/" + b)
-            out["box " + b] = (r.status, r.json)
+        for kind, path, codes in (("tube", "/v1/tubes/", tubes), ("box", "/v1/boxes/", boxes)):
+            for code in codes:
+                r = self.admin.get(path + code)
+                j = r.json
+                if r.status == 200 and isinstance(j, dict) and "anomalies" in j:
+                    j = dict(j, anomalies=[a for a in j["anomalies"] if not a["type"].startswith("overdue")])
+                out[kind + " " + code] = (r.status, j)
         return out
 
     def assert_refused(self, client, event, code, tubes=(), boxes=()):
