@@ -6,8 +6,9 @@
 -- full. A sample in a tube that has no outcome (no result, not rejected) cannot change a
 -- person's status (statuses come from outcomes and follow-ups) and cannot open, link or close
 -- a follow-up of a person who has none (a follow-up exists only after an outcome of one of the
--- person's tubes). Such a person is "light": person_repeat is checked, the status row is
--- added as 'pending' in a round new to the person, nothing else. A person with follow-ups
+-- person's tubes). Such a person is "light": person_repeat is checked, nothing else (tl_write
+-- gives every person sampled in a round new to them a 'pending' status row there, from the
+-- batch itself, before the derivation corrects it for the others). A person with follow-ups
 -- (the new sample may be the single tube they link to) and a tube that gets a sample while it
 -- has an outcome (a site's late upload after the lab's result) are re-derived whole, as are the
 -- persons of a tube whose capacity, result or rejection changes. The convergence test
@@ -176,11 +177,8 @@ BEGIN
   PERFORM tl_overdue_clear(v_tubes, v_boxes, v_persons);
   -- Person statuses and the dashboards' roll-ups of every (round, site) touched
   -- (sql/006_stats.sql).
+  -- (a light person's status is what it was, or the 'pending' tl_write gave a round new to it)
   PERFORM tl_person_rounds_refresh(v_persons);
-  -- a light person's status is what it was, or 'pending' in a round new to the person
-  INSERT INTO person_rounds (person, round, status)
-  SELECT DISTINCT s.person, s.round, 'pending' FROM samples s WHERE s.person = ANY (v_light)
-  ON CONFLICT (person, round) DO NOTHING;
   PERFORM tl_rollup(ARRAY(SELECT DISTINCT jsonb_build_array(t.round, t.site)::text
                           FROM tubes t WHERE t.code = ANY (v_tubes) AND t.site IS NOT NULL
                           UNION SELECT jsonb_build_array(s.round, s.site)::text
@@ -252,6 +250,10 @@ BEGIN
     received_at = EXCLUDED.received_at, received_lab = EXCLUDED.received_lab;
 
   INSERT INTO samples SELECT * FROM jsonb_populate_recordset(NULL::samples, p -> 'samples');
+  -- a person sampled in a round new to them is 'pending' there until tl_refresh says more
+  INSERT INTO person_rounds (person, round, status)
+  SELECT DISTINCT x ->> 'person', x ->> 'round', 'pending' FROM jsonb_array_elements(p -> 'samples') x
+  ON CONFLICT (person, round) DO NOTHING;
   INSERT INTO receipts SELECT * FROM jsonb_populate_recordset(NULL::receipts, p -> 'receipts')
   ON CONFLICT (box, tube) DO NOTHING;
   INSERT INTO events SELECT * FROM jsonb_populate_recordset(NULL::events, p -> 'events');
