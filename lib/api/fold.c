@@ -1,6 +1,11 @@
 /* The roll-up fold: a libuv timer that moves the deltas every write appends (stats_delta) into
  * the dashboards' roll-ups (tl_fold, sql/008_rollup_deltas.sql), so that they stay small when
- * nobody reads. Reads fold too; the database lets one fold run at a time.
+ * nobody reads. Reads (and the live stream's snapshots) fold first, so what a reader sees does
+ * not depend on this timer: it folds every FOLD_EVERY ticks. A fold rewrites every stats row
+ * the deltas reach, each with its stored answer (sql/016), whether one delta or a hundred
+ * reached it: measured with single-event requests spread over 200 sites, ~400 rows and
+ * ~160 ms of PostgreSQL per fold, 10 % of its CPU when folding every second.
+ * The database lets one fold run at a time.
  *
  * Every tick the same timer also asks the database to ANALYZE the tables that changed more
  * than the planner knows of (tl_analyze_grown, sql/017): a fresh database fills faster than
@@ -12,6 +17,8 @@
 #include "api/fold.h"
 
 #include "base/log.h"
+
+#define FOLD_EVERY 5
 
 static void fold_done(void *arg, int status, const tl_db_result_t *res) {
   tl_fold_t *f = arg;
@@ -37,7 +44,7 @@ static void on_tick(uv_timer_t *t) {
   if (!f->analyzing &&
       tl_db_exec(f->db, "SELECT tl_analyze_grown()", 0, NULL, analyze_done, f) == 0)
     f->analyzing = 1;
-  if (f->running) return; /* the last one is still in the database */
+  if (f->running || ++f->ticks % FOLD_EVERY != 0) return; /* or the last one is still running */
   if (tl_db_exec(f->db, "SELECT tl_fold()", 0, NULL, fold_done, f) == 0) f->running = 1;
 }
 
@@ -45,6 +52,7 @@ int tl_fold_start(tl_fold_t *f, uv_loop_t *loop, tl_db_pool_t *db, int interval_
   f->db = db;
   f->running = 0;
   f->analyzing = 0;
+  f->ticks = 0;
   f->folds = 0;
   int rc = uv_timer_init(loop, &f->timer);
   if (rc != 0) return rc;
