@@ -6,15 +6,64 @@
 -- full. A sample in a tube that has no outcome (no result, not rejected) cannot change a
 -- person's status (statuses come from outcomes and follow-ups) and cannot open, link or close
 -- a follow-up of a person who has none (a follow-up exists only after an outcome of one of the
--- person's tubes). Such a person is "light": person_repeat is checked, nothing else (tl_write
--- gives every person sampled in a round new to them a 'pending' status row there, from the
--- batch itself, before the derivation corrects it for the others). A person with follow-ups
+-- person's tubes). Such a person is "light": person_repeat is checked, nothing else. A person with follow-ups
 -- (the new sample may be the single tube they link to) and a tube that gets a sample while it
 -- has an outcome (a site's late upload after the lab's result) are re-derived whole, as are the
 -- persons of a tube whose capacity, result or rejection changes. The convergence test
 -- (tests/e2e/py/test_convergence.py) replays its interleavings against this.
 -- tl_refresh gets a fourth parameter (default: none, so a call with three re-derives whole);
 -- tl_write is sql/012's but for the split above, and carries sql/021's setting.
+--
+-- person_rounds gets no row for a pending person: no row means pending. Every reader already
+-- took it so (the person lookup judges statuses from the facts; the roll-ups, the ledger and
+-- the re-count count only 'negative' and 'positive' through a LEFT JOIN), and a status row per
+-- sampled person cost a batch of ~430 events 11 ms (a foreign-key check, two index entries and
+-- a conflict check per person; measured with --profile, docs/PERFORMANCE.md). A row, once
+-- there, is kept up to date as before, even back to 'pending' (which outcomes, amended but
+-- never taken away, should not allow; the update trigger then keeps the roll-ups right).
+
+DELETE FROM person_rounds WHERE status = 'pending';
+
+-- sql/022's, but a pending person gets no row
+CREATE OR REPLACE FUNCTION tl_person_rounds_refresh(p_persons text[]) RETURNS void
+LANGUAGE plpgsql AS $$
+BEGIN
+  WITH tu AS (
+    SELECT s.person, s.round,
+      bool_or(t.capacity = 1 AND t.result = 'positive') AS positive,
+      bool_or(t.result = 'negative') AS negative,
+      max(t.result_at) FILTER (WHERE t.result IN ('negative', 'positive')) AS decided
+    FROM samples s JOIN tubes t ON t.code = s.tube
+    WHERE s.person = ANY (p_persons)
+    GROUP BY s.person, s.round
+  ), fu AS (
+    SELECT f.person, f.round,
+      bool_or(f.result = 'positive') AS positive,
+      bool_or(f.state = 'open' AND f.kind = 'awaiting_recheck') AS recheck,
+      bool_or(f.state = 'open') AS open,
+      bool_or(f.result = 'negative') AS negative,
+      max(f.closed_at) FILTER (WHERE f.result IN ('negative', 'positive')) AS decided
+    FROM followups f WHERE f.person = ANY (p_persons)
+    GROUP BY f.person, f.round
+  ), per AS (
+    SELECT tu.person, tu.round,
+      CASE WHEN tu.positive OR coalesce(fu.positive, false) THEN 'positive'
+           WHEN coalesce(fu.recheck, false) THEN 'awaiting_recheck'
+           WHEN coalesce(fu.open, false) THEN 'resample'
+           WHEN tu.negative OR coalesce(fu.negative, false) THEN 'negative'
+           ELSE 'pending' END AS status,
+      greatest(tu.decided, fu.decided) AS decided
+    FROM tu LEFT JOIN fu ON fu.person = tu.person AND fu.round = tu.round
+  )
+  INSERT INTO person_rounds AS o (person, round, status, decided_at)
+  SELECT per.person, per.round, per.status,
+         CASE WHEN per.status IN ('negative', 'positive') THEN per.decided END
+  FROM per
+  WHERE per.status <> 'pending'
+     OR EXISTS (SELECT 1 FROM person_rounds x WHERE x.person = per.person AND x.round = per.round)
+  ON CONFLICT (person, round) DO UPDATE SET status = EXCLUDED.status, decided_at = EXCLUDED.decided_at
+  WHERE (o.status, o.decided_at) IS DISTINCT FROM (EXCLUDED.status, EXCLUDED.decided_at);
+END $$;
 
 DROP FUNCTION tl_refresh(text[], text[], text[]);
 
@@ -28,7 +77,7 @@ DECLARE
   v_boxes text[];
   v_tubes text[];
   v_persons text[];   -- re-derived whole: follow-ups, status, person_repeat
-  v_light text[];     -- a new pending sample and no follow-ups: person_repeat, status if new
+  v_light text[];     -- a new sample in a tube without an outcome, no follow-ups: person_repeat
   v_all text[];       -- both
   v_subjects text[];
 BEGIN
@@ -175,9 +224,8 @@ BEGIN
 
   -- Overdue anomalies end as soon as their object moves on (the sweep opens them).
   PERFORM tl_overdue_clear(v_tubes, v_boxes, v_persons);
-  -- Person statuses and the dashboards' roll-ups of every (round, site) touched
-  -- (sql/006_stats.sql).
-  -- (a light person's status is what it was, or the 'pending' tl_write gave a round new to it)
+  -- Person statuses (a light person's stays what it was) and the dashboards' roll-ups of
+  -- every (round, site) touched (sql/006_stats.sql).
   PERFORM tl_person_rounds_refresh(v_persons);
   PERFORM tl_rollup(ARRAY(SELECT DISTINCT jsonb_build_array(t.round, t.site)::text
                           FROM tubes t WHERE t.code = ANY (v_tubes) AND t.site IS NOT NULL
@@ -250,10 +298,6 @@ BEGIN
     received_at = EXCLUDED.received_at, received_lab = EXCLUDED.received_lab;
 
   INSERT INTO samples SELECT * FROM jsonb_populate_recordset(NULL::samples, p -> 'samples');
-  -- a person sampled in a round new to them is 'pending' there until tl_refresh says more
-  INSERT INTO person_rounds (person, round, status)
-  SELECT DISTINCT x ->> 'person', x ->> 'round', 'pending' FROM jsonb_array_elements(p -> 'samples') x
-  ON CONFLICT (person, round) DO NOTHING;
   INSERT INTO receipts SELECT * FROM jsonb_populate_recordset(NULL::receipts, p -> 'receipts')
   ON CONFLICT (box, tube) DO NOTHING;
   INSERT INTO events SELECT * FROM jsonb_populate_recordset(NULL::events, p -> 'events');

@@ -19,7 +19,10 @@ size, each device's order preserved. Every event must be accepted, and the state
 same after every run: tubes and boxes (every column), samples, receipts, follow-ups (every
 column), open anomalies (subject, type, region; the wall-clock overdue_* ones aside) and every
 person's lookup answer. The first run is also checked against what the generator planned, so
-that a daemon that derived nothing could not pass.
+that a daemon that derived nothing could not pass. After every batch of the first two runs, and at the end
+of every run, the follow-ups, person statuses and open anomalies the writes left must equal a
+derivation of everything at once: each write re-derives only what its events can change, and
+this is the check that it left nothing out on the way (the end state alone would not show it).
 
 TUBELOOP_CONVERGENCE_RUNS sets N (default 8); TUBELOOP_CONVERGENCE_SEED replays a seed (the
 seed is printed, and named in every failure).
