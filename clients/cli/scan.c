@@ -1069,7 +1069,8 @@ int tl_cmd_sync(tl_cli_t *c, int argc, char **argv) {
                    "被拒绝的事件逐条列出。退出码：0 全部已确认；1 仍有未确认的（附条数和原因）。\n",
                    "usage: tubeloop sync [--journal FILE] [--wait S] [--batch N]\n"
                    "Uploads what the journal (shared by scan, courier and lab) holds unacknowledged, in order,\n"
-                   "at most 100 events per request (--batch N: at most N; smaller suits a weak signal), retrying with backoff for up to --wait seconds (default 30).\n"
+                   "at most 100 events per request (--batch N: at most N; smaller suits a weak signal),\n"
+                   "retrying with backoff for up to --wait seconds (default 30).\n"
                    "An event sent again is answered \"duplicate\" and never applied twice. Refused events are\n"
                    "listed. Exit status: 0 when everything is acknowledged; 1 (with the count and why) otherwise.\n"),
             stdout);

@@ -1,5 +1,6 @@
 /* Liveness, readiness and metrics: /healthz answers while the loop runs, /readyz only when a
  * database round trip succeeds, /metrics in the Prometheus text format. */
+#include "api/ingest.h"
 #include "api/internal.h"
 
 #include "base/buf.h"
@@ -56,9 +57,14 @@ void tl__api_metrics(tl_http_exchange_t *x, void *ctx) {
         "# HELP tubeloop_db_reconnects_total Database reconnections after the first connect.\n"
         "# TYPE tubeloop_db_reconnects_total counter\ntubeloop_db_reconnects_total %llu\n"
         "# HELP tubeloop_http_connections_open Client connections open.\n"
-        "# TYPE tubeloop_http_connections_open gauge\ntubeloop_http_connections_open %zu\n",
+        "# TYPE tubeloop_http_connections_open gauge\ntubeloop_http_connections_open %zu\n"
+        "# HELP tubeloop_ingest_queued_events Events waiting for group commit.\n"
+        "# TYPE tubeloop_ingest_queued_events gauge\ntubeloop_ingest_queued_events %ld\n"
+        "# HELP tubeloop_ingest_oldest_wait_seconds How long the oldest waiting batch has waited.\n"
+        "# TYPE tubeloop_ingest_oldest_wait_seconds gauge\ntubeloop_ingest_oldest_wait_seconds %.3f\n",
         st.size, st.connected, st.busy, st.waiting, st.reconnects,
-        api->server ? tl_http_server_connections(api->server) : (size_t)0);
+        api->server ? tl_http_server_connections(api->server) : (size_t)0, tl__ingest_queued(api),
+        tl__ingest_oldest_wait(api));
   if (rc == 0)
     tl_http_reply(x, 200, "text/plain; version=0.0.4; charset=utf-8", "", b.data, b.len);
   else

@@ -12,7 +12,10 @@
 #include "base/log.h"
 #include "domain/validate.h"
 
+#include <uv.h>
+
 #include <stdarg.h>
+#include <stdint.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
@@ -48,6 +51,11 @@ static ingest_t *queue_of(tl_api_t *api) {
 long tl__ingest_queued(const tl_api_t *api) {
   const ingest_t *q = api->ingest;
   return q ? q->queued : 0;
+}
+
+double tl__ingest_oldest_wait(const tl_api_t *api) {
+  const ingest_t *q = api->ingest;
+  return q && q->head ? (double)(uv_hrtime() - q->head->queued_ns) / 1e9 : 0.0;
 }
 
 static void ingest_pump(tl_api_t *api);
@@ -597,15 +605,28 @@ static void ingest_pump(tl_api_t *api) {
   }
 }
 
+/* Overload: 1 when a new batch should be refused (503, Retry-After) rather than queued behind
+ * work nobody will wait for. Two bounds: the events waiting (memory; a batch bigger than the
+ * whole bound still gets in when nothing waits), and how long the oldest waiting batch has
+ * waited — a measured wait, which follows the database's real pace (a minute's backlog at
+ * one pace is a second's at another) and cannot be fooled by an idle spell, as a rate
+ * estimate would be. While the head has waited longer than --ingest-max-wait, the queue is
+ * full in time: what arrives now would wait longer still. */
+static int overloaded(const tl_api_t *api, const ingest_t *q, const tl__batch_t *b, uint64_t now_ns) {
+  long max = api->ingest_queue_max > 0 ? api->ingest_queue_max : TL__QUEUE_EVENTS;
+  if (q->queued > 0 && q->queued + b->n > max) return 1;
+  return api->ingest_max_wait_ms > 0 && q->head != NULL &&
+         now_ns - q->head->queued_ns > (uint64_t)api->ingest_max_wait_ms * 1000000u;
+}
+
 void tl__ingest_submit(tl_api_t *api, tl__batch_t *b) {
   ingest_t *q = queue_of(api);
-  long max = api->ingest_queue_max > 0 ? api->ingest_queue_max : TL__QUEUE_EVENTS;
-  /* Overload: refuse (503, Retry-After) rather than queue work nobody will wait for. A batch
-   * bigger than the whole bound still gets in when nothing waits. */
-  if (q == NULL || (q->queued > 0 && q->queued + b->n > max)) {
+  uint64_t now_ns = uv_hrtime();
+  if (q == NULL || overloaded(api, q, b, now_ns)) {
     tl__batch_finish(b, TL_EBUSY);
     return;
   }
+  b->queued_ns = now_ns;
   b->next = NULL;
   if (q->tail)
     q->tail->next = b;

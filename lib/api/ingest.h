@@ -52,6 +52,7 @@ typedef struct tl__batch_s {
   int pending;              /* slots still PENDING after decoding */
   int solo;                 /* retry alone: its group failed on a database error */
   int64_t now;              /* arrival, Unix ms */
+  uint64_t queued_ns;       /* when it first joined the queue (uv_hrtime) */
 } tl__batch_t;
 
 /* Decodes and validates a request body from a sender into a new batch (x not set yet), or
@@ -67,7 +68,9 @@ void tl__batch_free(tl__batch_t *b);
 void tl__batch_finish(tl__batch_t *b, int status);
 /* Queues the batch for the next group; it is answered later. */
 void tl__ingest_submit(tl_api_t *api, tl__batch_t *b);
-/* Events waiting in this daemon's queue (for /metrics). */
+/* Events waiting in this daemon's queue, and how long the oldest waiting batch has waited in
+ * seconds (0 when none waits), for /metrics. */
 long tl__ingest_queued(const tl_api_t *api);
+double tl__ingest_oldest_wait(const tl_api_t *api);
 
 #endif

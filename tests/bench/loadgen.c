@@ -571,6 +571,7 @@ static void *single_worker(void *arg) {
     if (hrc == 0 && (c.status == 503 || c.status == 429)) {
       s->busy++;
       s->busy_retry_after += c.retry_after;
+      s->pos[site]--; /* refused whole: the site sends the same event again, as a phone would */
     }
     if (hrc != 0 || c.status != 200) {
       s->errors++;

@@ -1,15 +1,26 @@
 #!/usr/bin/env python3
-"""Overload (issue 6): more events than the daemon lets wait for group commit are refused with
-503 `overloaded` and Retry-After, whole batches and nothing of them stored, instead of queueing
-work for minutes; the refused batches go through when sent again.
+"""Overload (issue 6): more events than the daemon lets wait for group commit, or a wait longer
+than it lets the oldest waiting batch have, are refused with 503 `overloaded` and Retry-After,
+whole batches and nothing of them stored, instead of queueing work for minutes; the refused
+batches go through when sent again.
 
-The daemon runs with TUBELOOP_INGEST_QUEUE=300 (events waiting for group commit); sixteen
-collectors send a batch of 200 events each at the same moment, so at most a couple of batches
-can wait while two groups are in the database."""
+Overload: the daemon runs with TUBELOOP_INGEST_QUEUE=300 (events waiting for group commit) and
+no wait bound; sixteen collectors send a batch of 200 events each at the same moment, so at
+most a couple of batches can wait while two groups are in the database.
+
+MaxWait: the daemon runs with TUBELOOP_INGEST_MAX_WAIT=0.3 (seconds); a session holds the
+events table so that no write can finish (LOCK TABLE ... IN SHARE MODE), two groups wait in
+the database, one batch waits in the queue; once it has waited longer than 0.3 s a new batch
+is refused at once, and after the lock goes everything waiting is stored and the refused
+batch goes through when sent again. (With the bound off, the new batch waits behind the lock
+too: the test then fails on its 30 s read timeout.)"""
 import http.client
 import json
 import random
+import re
+import subprocess
 import threading
+import time
 import unittest
 
 import tubeloop_test as T
@@ -22,7 +33,7 @@ class Overload(unittest.TestCase):
 
     @classmethod
     def setUpClass(cls):
-        cls.env = T.Env("overload", extra_env={"TUBELOOP_INGEST_QUEUE": "300"})
+        cls.env = T.Env("overload", extra_env={"TUBELOOP_INGEST_QUEUE": "300", "TUBELOOP_INGEST_MAX_WAIT": "0"})
 
     @classmethod
     def tearDownClass(cls):
@@ -89,6 +100,90 @@ class Overload(unittest.TestCase):
             col.send_ok(batches[i])
         self.assertEqual(env.db.count("events"), SENDERS * 200)
         self.assertEqual(env.db.count("samples"), SENDERS * 180)
+
+
+class MaxWait(unittest.TestCase):
+
+    @classmethod
+    def setUpClass(cls):
+        cls.env = T.Env("maxwait", extra_env={"TUBELOOP_INGEST_MAX_WAIT": "0.3"})
+
+    @classmethod
+    def tearDownClass(cls):
+        cls.env.close()
+
+    def gauge(self, name):
+        r = self.env.daemon.client(None).get("/metrics")
+        self.assertEqual(r.status, 200)
+        m = re.search(r"^%s ([0-9.]+)$" % name, r.text, re.M)
+        self.assertTrue(m, name + " is not in /metrics")
+        return float(m.group(1))
+
+    def wait_until(self, what, pred, timeout=20):
+        deadline = time.monotonic() + timeout
+        while not pred():
+            self.assertLess(time.monotonic(), deadline, "timed out waiting for " + what)
+            time.sleep(0.02)
+
+    def test_a_batch_behind_a_long_wait_is_refused_at_once(self):
+        env, clock = self.env, T.Clock()
+        env.make_round(ROUND)
+        token = env.make_token("collector", "S1")[1]
+        batches = {k: [T.tube_open(clock.at(i), "MW-%s-01" % k, ROUND)] for i, k in enumerate("ABCD")}
+        answers = {}
+
+        def send(k):
+            answers[k] = env.daemon.client(token).post("/v1/events", {"events": batches[k]})
+
+        def writes_waiting():
+            return int(env.db.scalar("SELECT count(*) FROM pg_stat_activity WHERE wait_event_type = 'Lock'"
+                                     " AND datname = current_database() AND query LIKE '%tl_write%'"))
+
+        holder = subprocess.Popen([T.PG_BIN + "/psql", "-X", "-q", "-At", "-v", "ON_ERROR_STOP=1",
+                                   "-d", env.db.conninfo], stdin=subprocess.PIPE, stdout=subprocess.PIPE,
+                                  text=True)
+        threads = []
+        try:
+            holder.stdin.write("BEGIN;\nLOCK TABLE events IN SHARE MODE;\nSELECT 'held';\n")
+            holder.stdin.flush()
+            self.assertEqual(holder.stdout.readline().strip(), "held")
+            # A and B: the two groups the daemon lets into the database at once, both stuck
+            for k, n in (("A", 1), ("B", 2)):
+                threads.append(threading.Thread(target=send, args=(k,)))
+                threads[-1].start()
+                self.wait_until("%d stuck writes" % n, lambda: writes_waiting() == n)
+            # C waits in the queue, and keeps waiting past the bound
+            threads.append(threading.Thread(target=send, args=("C",)))
+            threads[-1].start()
+            self.wait_until("C queued", lambda: self.gauge("tubeloop_ingest_queued_events") == 1)
+            self.wait_until("C's wait past 0.3 s", lambda: self.gauge("tubeloop_ingest_oldest_wait_seconds") > 0.35)
+            d = env.daemon
+            conn = http.client.HTTPSConnection("127.0.0.1", d.port, timeout=30, context=d.ssl_context())
+            t0 = time.monotonic()
+            conn.request("POST", "/v1/events", body=json.dumps({"events": batches["D"]}).encode(),
+                         headers={"Authorization": "Bearer " + token, "Content-Type": "application/json",
+                                  "Host": "localhost"})
+            resp = conn.getresponse()
+            body = json.loads(resp.read())
+            self.assertLess(time.monotonic() - t0, 2.0, "the refusal was not immediate")
+            conn.close()
+            self.assertEqual((resp.status, body["error"]["code"]), (503, "overloaded"), body)
+            self.assertTrue(int(resp.getheader("Retry-After") or 0) >= 1, resp.getheaders())
+            self.assertEqual(answers, {}, "an answer came while the table was held")
+        finally:
+            holder.stdin.write("ROLLBACK;\n")
+            holder.stdin.close()
+            holder.wait(20)
+        for th in threads:
+            th.join(60)
+        for k in "ABC":
+            self.assertEqual(answers[k].status, 200, answers[k].text)
+            self.assertEqual([x["status"] for x in answers[k].json["results"]], ["accepted"])
+        self.assertEqual(self.gauge("tubeloop_ingest_queued_events"), 0)
+        self.assertEqual(env.db.count("events", "tube LIKE 'MW-%'"), 3)
+        env.daemon.client(token).send_ok(batches["D"])
+        self.assertEqual(sorted(r[0] for r in env.db.psql("SELECT tube FROM events WHERE tube LIKE 'MW-%'")),
+                         ["MW-%s-01" % k for k in "ABCD"])
 
 
 if __name__ == "__main__":
