@@ -19,6 +19,8 @@
 #   6 idle        daemon VmRSS holding 10,000 idle TLS keep-alive connections (short: 2,000)
 #   7 stats       GET /v1/stats p50/p99 for the county and a township at the data size reached
 #   + overload    (full mode) open loop at 2x the single-event maximum: goodput, 503s, memory
+#   + burst       256 connections x 100 events (100 sites; full: 200): goodput against the
+#                 ingest, 503s with Retry-After (sent again), accepted requests' p99, memory
 #   + check       events in the database = events the daemon acknowledged, per workload
 #   + connections (full mode) the ingest at 16, 32 and 64 connections
 # Per phase: CPU seconds of the daemon, the cluster, the load generator and everything else on
@@ -311,6 +313,15 @@ grab() {
   done
 }
 rss_mb() { awk '/VmRSS/ {printf "%.1f", $2 / 1024}' "/proc/$DAEMON_PID/status"; }
+rss_watch_start() { # the daemon's peak VmRSS goes to $BENCH/rss_peak until rss_watch_stop
+  RSS_BEFORE=$(rss_mb)
+  echo 0 >"$BENCH/rss_peak"
+  ( peak=0; while kill -0 "$DAEMON_PID" 2>/dev/null; do
+      r=$(awk '/VmRSS/ {print $2}' "/proc/$DAEMON_PID/status" 2>/dev/null || echo 0)
+      ((r > peak)) && peak=$r && echo "$peak" >"$BENCH/rss_peak"; sleep 0.2; done ) &
+  RSS_WATCH=$!
+}
+rss_watch_stop() { kill "$RSS_WATCH" 2>/dev/null || true; RSS_PEAK=$(awk '{printf "%.1f", $1 / 1024}' "$BENCH/rss_peak"); }
 alive() { kill -0 "$DAEMON_PID" 2>/dev/null || tl_die "tubeloopd died; see $BENCH/tubeloopd.log"; }
 # Acknowledged = stored: the events of a workload (its tube and box codes start with its tag)
 # in the database against what the daemon acknowledged as accepted.
@@ -457,20 +468,31 @@ alive
 if [[ $MODE == full ]]; then
   OVER=$(awk -v m="$SINGLE_MAX" 'BEGIN {printf "%d", 2 * m}')
   say "overload: open loop at 2 x the single-event maximum ($OVER requests/s) over 256 connections, 20 s"
-  RSS_BEFORE=$(rss_mb)
-  ( peak=0; while kill -0 "$DAEMON_PID" 2>/dev/null; do
-      r=$(awk '/VmRSS/ {print $2}' "/proc/$DAEMON_PID/status" 2>/dev/null || echo 0)
-      ((r > peak)) && peak=$r && echo "$peak" >"$BENCH/rss_peak"; sleep 0.2; done ) &
-  RSS_WATCH=$!
+  rss_watch_start
   # shellcheck disable=SC2046
   run "$LOADGEN" single $(common) --seed $SEED --tag o --block 3 --boxes 2 --rate "$OVER" --conns 256 \
     --seconds 20 --label overload | grab
-  kill "$RSS_WATCH" 2>/dev/null || true
+  rss_watch_stop
   alive
   printf 'overload: daemon alive; VmRSS %s MB before, peak %s MB during; goodput %s events/s = %s x the closed-loop maximum\n' \
-    "$RSS_BEFORE" "$(awk '{printf "%.1f", $1 / 1024}' "$BENCH/rss_peak")" "${R[overload.eps]}" \
+    "$RSS_BEFORE" "$RSS_PEAK" "${R[overload.eps]}" \
     "$(awk -v a="${R[overload.eps]}" -v b="$SINGLE_MAX" 'BEGIN {printf "%.2f", a / b}')"
 fi
+
+# A burst of uploads: every phone of BURST_SITES sites back online at once with its journal
+# (the failure mode of 2022). 256 connections of 100 events keep ~25,000 events in flight,
+# seconds of work: what the daemon cannot start within --ingest-max-wait must be refused at
+# once (503, Retry-After; the load generator sends it again 100 ms later), not queued.
+BURST_SITES=$([[ $MODE == full ]] && echo 200 || echo 100)
+say "overload: a burst of uploads, 100 events per request over 256 connections ($BURST_SITES sites x 1 box)"
+rss_watch_start
+ingest ob 20 1 256 "$BURST_SITES" 0
+rss_watch_stop
+BURST_EPS=${R[ingest.eps]} BURST_P99=${R[ingest.p99_ms]} BURST_BUSY=${R[ingest.busy]}
+BURST_RA=${R[ingest.busy_retry_after]} BURST_REQ=${R[ingest.requests]}
+printf 'burst: daemon alive; VmRSS %s MB before, peak %s MB; goodput %s events/s = %s x the ingest; %s of %s requests answered 503/429 (%s with Retry-After) and sent again; accepted requests p99 %s ms\n' \
+  "$RSS_BEFORE" "$RSS_PEAK" "$BURST_EPS" "$(awk -v a="$BURST_EPS" -v b="$INGEST_EPS" 'BEGIN {printf "%.2f", a / b}')" \
+  "$BURST_BUSY" "$((BURST_REQ + BURST_BUSY))" "$BURST_RA" "$BURST_P99"
 
 # ---------------------------------------------------------------------------------------------
 # 6 idle connections
@@ -522,6 +544,8 @@ if [[ $MODE == full ]]; then
   printf '    overload      %s/s offered: goodput %s events/s (%s x max), %s answered 503/429 or failed\n' \
     "$OVER" "${R[overload.eps]}" "$(ratio "${R[overload.eps]}" "$SINGLE_MAX")" "${R[overload.errors]}"
 fi
+printf '    burst         256 connections x 100 events: goodput %s events/s (%s x the ingest), %s requests answered 503/429 (%s with Retry-After), accepted p99 %s ms, peak VmRSS %s MB\n' \
+  "$BURST_EPS" "$(ratio "$BURST_EPS" "$INGEST_EPS")" "$BURST_BUSY" "$BURST_RA" "$BURST_P99" "$RSS_PEAK"
 printf '(6) idle          %s TLS connections: daemon VmRSS %s MB (%s KB each above the %s MB idle daemon; target <= 300 MB)\n' \
   "${R[idle.conns]}" "$(awk -v k="${R[idle.rss_kb]}" 'BEGIN {printf "%.1f", k / 1024}')" "${R[idle.per_conn_kb]}" \
   "$(awk -v k="${R[idle.rss0_kb]}" 'BEGIN {printf "%.1f", k / 1024}')"

@@ -267,7 +267,7 @@ typedef struct {
   int *ready;        /* ring of ready senders */
   int rhead, rcount, nsenders;
   long done, total;
-  long accepted, duplicate, rejected, requests, retries, errors503;
+  long accepted, duplicate, rejected, requests, retries, errors503, retry_after;
   code_count_t codes[32];
   int ncodes;
   int failed;
@@ -361,7 +361,7 @@ static void *ingest_worker(void *arg) {
     if (rc) abort();
     const char *token = g->r->senders[s].token;
     int tries = 0, ok = 0;
-    long retries = 0, e503 = 0;
+    long retries = 0, e503 = 0, ra = 0;
     for (;;) {
       double t = bm_now_s();
       int hrc = http_do(&c, "POST", "/v1/events", token, body.data, body.len);
@@ -379,8 +379,10 @@ static void *ingest_worker(void *arg) {
         fprintf(stderr, "ingest: HTTP %ld: %.300s\n", c.status, tl_buf_cstr(&c.resp));
         break;
       }
-      if (hrc == 0) e503++;
-      else fprintf(stderr, "ingest: %s (retrying)\n", c.err);
+      if (hrc == 0) {
+        e503++;
+        ra += c.retry_after;
+      } else fprintf(stderr, "ingest: %s (retrying)\n", c.err);
       if (++tries > 200) break;
       retries++;
       sleep_ms(hrc == 0 ? 100 : 200); /* the same events again: ids make it idempotent */
@@ -405,6 +407,7 @@ static void *ingest_worker(void *arg) {
     g->requests++;
     g->retries += retries;
     g->errors503 += e503;
+    g->retry_after += ra;
     if (!ok) {
       g->failed = 1;
       cJSON_Delete(root);
@@ -502,17 +505,18 @@ static int cmd_ingest(int argc, char **argv) {
   double eps = (double)g.accepted / secs;
   double sustained = g.t90 > g.t10 ? (double)(g.mark90 - g.mark10) / (g.t90 - g.t10) : eps;
   double p50 = bb_lat_pct(&g.lat, 0.5), p99 = bb_lat_pct(&g.lat, 0.99), mx = bb_lat_pct(&g.lat, 1.0);
-  printf("ingest: %ld accepted, %ld duplicate, %ld rejected of %ld events; %ld requests (%ld retried, %ld answered 503)"
-         " over %d connections in %.2f s\n",
-         g.accepted, g.duplicate, g.rejected, g.total, g.requests, g.retries, g.errors503, conns, secs);
+  printf("ingest: %ld accepted, %ld duplicate, %ld rejected of %ld events; %ld requests (%ld retried, %ld answered"
+         " 503/429, %ld of them with Retry-After) over %d connections in %.2f s\n",
+         g.accepted, g.duplicate, g.rejected, g.total, g.requests, g.retries, g.errors503, g.retry_after, conns, secs);
   printf("ingest: %.0f accepted events/s (%.0f/s between 10%% and 90%% of the events);"
          " request latency p50 %.1f ms, p99 %.1f ms, max %.1f ms; load generator CPU %.1f s\n",
          eps, sustained, p50, p99, mx, cpu);
   for (int i = 0; i < g.ncodes; i++) printf("ingest: rejected %s: %ld\n", g.codes[i].code, g.codes[i].n);
   printf("result ingest tag=%s events=%ld accepted=%ld duplicate=%ld rejected=%ld samples=%ld requests=%ld"
-         " retries=%ld conns=%d batch=%d seconds=%.3f eps=%.0f eps_sustained=%.0f p50_ms=%.2f p99_ms=%.2f"
-         " max_ms=%.2f cpu_s=%.2f ok=%d\n",
-         p.tag, g.total, g.accepted, g.duplicate, g.rejected, w.samples, g.requests, g.retries, conns, g.batch,
+         " retries=%ld busy=%ld busy_retry_after=%ld conns=%d batch=%d seconds=%.3f eps=%.0f eps_sustained=%.0f"
+         " p50_ms=%.2f p99_ms=%.2f max_ms=%.2f cpu_s=%.2f ok=%d\n",
+         p.tag, g.total, g.accepted, g.duplicate, g.rejected, w.samples, g.requests, g.retries, g.errors503,
+         g.retry_after, conns, g.batch,
          secs, eps, sustained, p50, p99, mx, cpu, !g.failed && g.done == g.total);
   int status = g.failed || g.done != g.total ? 1 : 0;
   bb_lat_free(&g.lat);
