@@ -486,7 +486,7 @@ fi
 BURST_SITES=$([[ $MODE == full ]] && echo 200 || echo 100)
 say "overload: a burst of uploads, 100 events per request over 256 connections ($BURST_SITES sites x 1 box)"
 rss_watch_start
-ingest ob 20 1 256 "$BURST_SITES" 0
+ingest b 20 1 256 "$BURST_SITES" 0  # (tag "b": check_stored matches tags as code prefixes)
 rss_watch_stop
 BURST_EPS=${R[ingest.eps]} BURST_P99=${R[ingest.p99_ms]} BURST_BUSY=${R[ingest.busy]}
 BURST_RA=${R[ingest.busy_retry_after]} BURST_REQ=${R[ingest.requests]}
