@@ -423,6 +423,10 @@ out:
 }
 
 static void events_authed(tl_http_exchange_t *x, tl_api_t *api, const tl_principal_t *p) {
+  if (tl__ingest_busy(api)) { /* refused before the decoding and the keyed hashes it would cost */
+    tl_api_reply_db_error(x, TL_EBUSY);
+    return;
+  }
   tl_api_err_t err = {0};
   const tl_http_request_t *req = tl_http_exchange_request(x);
   tl__batch_t *b = tl__batch_decode(api, p->role, p->scope, p->region, req->body.data, req->body.len, &err);

@@ -612,11 +612,19 @@ static void ingest_pump(tl_api_t *api) {
  * one pace is a second's at another) and cannot be fooled by an idle spell, as a rate
  * estimate would be. While the head has waited longer than --ingest-max-wait, the queue is
  * full in time: what arrives now would wait longer still. */
-static int overloaded(const tl_api_t *api, const ingest_t *q, const tl__batch_t *b, uint64_t now_ns) {
-  long max = api->ingest_queue_max > 0 ? api->ingest_queue_max : TL__QUEUE_EVENTS;
-  if (q->queued > 0 && q->queued + b->n > max) return 1;
+static int waited_too_long(const tl_api_t *api, const ingest_t *q, uint64_t now_ns) {
   return api->ingest_max_wait_ms > 0 && q->head != NULL &&
          now_ns - q->head->queued_ns > (uint64_t)api->ingest_max_wait_ms * 1000000u;
+}
+
+static int overloaded(const tl_api_t *api, const ingest_t *q, const tl__batch_t *b, uint64_t now_ns) {
+  long max = api->ingest_queue_max > 0 ? api->ingest_queue_max : TL__QUEUE_EVENTS;
+  return (q->queued > 0 && q->queued + b->n > max) || waited_too_long(api, q, now_ns);
+}
+
+int tl__ingest_busy(const tl_api_t *api) {
+  const ingest_t *q = api->ingest;
+  return q != NULL && waited_too_long(api, q, uv_hrtime());
 }
 
 void tl__ingest_submit(tl_api_t *api, tl__batch_t *b) {

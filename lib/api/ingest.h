@@ -71,8 +71,12 @@ void tl__slot_refuse(tl__slot_t *s, const char *code, const char *fmt, ...)
 void tl__batch_free(tl__batch_t *b);
 /* Answers the batch (results, or the error for status != 0), releases its exchange, frees it. */
 void tl__batch_finish(tl__batch_t *b, int status);
-/* Queues the batch for the next group; it is answered later. */
+/* Queues the batch for the next group; it is answered later. Refused (503 overloaded) when the
+ * queue is full in events or in time. */
 void tl__ingest_submit(tl_api_t *api, tl__batch_t *b);
+/* 1 when the queue is full in time (--ingest-max-wait): a request can be refused before its
+ * body is decoded, which under overload is most of the daemon's work for it. */
+int tl__ingest_busy(const tl_api_t *api);
 /* Events waiting in this daemon's queue, and how long the oldest waiting batch has waited in
  * seconds (0 when none waits), for /metrics. */
 long tl__ingest_queued(const tl_api_t *api);
