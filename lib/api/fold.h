@@ -11,7 +11,7 @@ typedef struct {
   tl_db_pool_t *db; /* borrowed */
   int running;      /* a fold is in the database */
   int analyzing;    /* a tl_analyze_grown is in the database */
-  unsigned long ticks;
+  unsigned long ticks;  /* timer ticks since the start: a fold every FOLD_EVERY-th */
   unsigned long folds;
 } tl_fold_t;
 
