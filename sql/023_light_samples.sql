@@ -104,53 +104,57 @@ BEGIN
                 ARRAY(SELECT DISTINCT s.round || '/' || s.person FROM samples s
                       WHERE s.person = ANY (v_all));
 
-  -- Follow-ups: a pooled positive calls every person of the tube back for a single-tube test;
-  -- an invalid result or a rejected tube calls them back to be sampled again. Each links to the
-  -- person's earliest single-tube sample taken after the calling sample (by event time) and
-  -- closes with that tube's result. A result amended away removes its follow-ups (below).
-  WITH want AS (
-    SELECT s.tube, s.person, s.at, t.round, t.region, s.site,
-           CASE WHEN t.result = 'positive' AND t.capacity > 1 THEN 'awaiting_recheck'
-                WHEN t.result = 'invalid' THEN 'resample'
-                WHEN t.result IS NULL AND t.rejected_at IS NOT NULL THEN 'resample' END AS kind,
-           coalesce(t.result_at, t.rejected_at) AS opened_at
-    FROM samples s JOIN tubes t ON t.code = s.tube
-    WHERE s.person = ANY (v_persons)
-  ), linked AS (
-    SELECT w.*, l.tube AS ltube, l.at AS lat, lt.result AS lresult,
-           coalesce(lt.result_at, lt.rejected_at) AS ldone,
-           CASE WHEN lt.result IS NOT NULL THEN lt.result
-                WHEN lt.rejected_at IS NOT NULL THEN 'rejected' END AS outcome
-    FROM want w
-    LEFT JOIN LATERAL (
-      SELECT s2.tube, s2.at FROM samples s2 JOIN tubes t2 ON t2.code = s2.tube
-      WHERE s2.person = w.person AND t2.capacity = 1 AND s2.at > w.at AND s2.tube <> w.tube
-      ORDER BY s2.at, s2.tube LIMIT 1) l ON true
-    LEFT JOIN tubes lt ON lt.code = l.tube
-    WHERE w.kind IS NOT NULL
-  )
-  INSERT INTO followups AS f (tube, person, round, region, site, kind, opened_at, state,
-                              linked_tube, linked_at, result, closed_at)
-  SELECT tube, person, round, region, site, kind, opened_at,
-         CASE WHEN outcome IS NULL THEN 'open' ELSE 'closed' END, ltube, lat, outcome, ldone
-  FROM linked
-  ON CONFLICT (tube, person) DO UPDATE SET
-    kind = EXCLUDED.kind, opened_at = EXCLUDED.opened_at, state = EXCLUDED.state,
-    linked_tube = EXCLUDED.linked_tube, linked_at = EXCLUDED.linked_at,
-    result = EXCLUDED.result, closed_at = EXCLUDED.closed_at
-  WHERE (f.kind, f.opened_at, f.state, f.linked_tube, f.linked_at, f.result, f.closed_at)
-        IS DISTINCT FROM (EXCLUDED.kind, EXCLUDED.opened_at, EXCLUDED.state, EXCLUDED.linked_tube,
-                          EXCLUDED.linked_at, EXCLUDED.result, EXCLUDED.closed_at);
+  -- (no person to re-derive, as for most single samples: no statements, and none of the
+  -- follow-ups' statement triggers, which fire even for no rows)
+  IF cardinality(v_persons) > 0 THEN
+    -- Follow-ups: a pooled positive calls every person of the tube back for a single-tube test;
+    -- an invalid result or a rejected tube calls them back to be sampled again. Each links to the
+    -- person's earliest single-tube sample taken after the calling sample (by event time) and
+    -- closes with that tube's result. A result amended away removes its follow-ups (below).
+    WITH want AS (
+      SELECT s.tube, s.person, s.at, t.round, t.region, s.site,
+             CASE WHEN t.result = 'positive' AND t.capacity > 1 THEN 'awaiting_recheck'
+                  WHEN t.result = 'invalid' THEN 'resample'
+                  WHEN t.result IS NULL AND t.rejected_at IS NOT NULL THEN 'resample' END AS kind,
+             coalesce(t.result_at, t.rejected_at) AS opened_at
+      FROM samples s JOIN tubes t ON t.code = s.tube
+      WHERE s.person = ANY (v_persons)
+    ), linked AS (
+      SELECT w.*, l.tube AS ltube, l.at AS lat, lt.result AS lresult,
+             coalesce(lt.result_at, lt.rejected_at) AS ldone,
+             CASE WHEN lt.result IS NOT NULL THEN lt.result
+                  WHEN lt.rejected_at IS NOT NULL THEN 'rejected' END AS outcome
+      FROM want w
+      LEFT JOIN LATERAL (
+        SELECT s2.tube, s2.at FROM samples s2 JOIN tubes t2 ON t2.code = s2.tube
+        WHERE s2.person = w.person AND t2.capacity = 1 AND s2.at > w.at AND s2.tube <> w.tube
+        ORDER BY s2.at, s2.tube LIMIT 1) l ON true
+      LEFT JOIN tubes lt ON lt.code = l.tube
+      WHERE w.kind IS NOT NULL
+    )
+    INSERT INTO followups AS f (tube, person, round, region, site, kind, opened_at, state,
+                                linked_tube, linked_at, result, closed_at)
+    SELECT tube, person, round, region, site, kind, opened_at,
+           CASE WHEN outcome IS NULL THEN 'open' ELSE 'closed' END, ltube, lat, outcome, ldone
+    FROM linked
+    ON CONFLICT (tube, person) DO UPDATE SET
+      kind = EXCLUDED.kind, opened_at = EXCLUDED.opened_at, state = EXCLUDED.state,
+      linked_tube = EXCLUDED.linked_tube, linked_at = EXCLUDED.linked_at,
+      result = EXCLUDED.result, closed_at = EXCLUDED.closed_at
+    WHERE (f.kind, f.opened_at, f.state, f.linked_tube, f.linked_at, f.result, f.closed_at)
+          IS DISTINCT FROM (EXCLUDED.kind, EXCLUDED.opened_at, EXCLUDED.state, EXCLUDED.linked_tube,
+                            EXCLUDED.linked_at, EXCLUDED.result, EXCLUDED.closed_at);
 
-  -- A follow-up whose cause is gone (the result was amended) is derived state without a
-  -- reason: it goes, so that the same facts give the same follow-ups in any arrival order.
-  -- The amendment itself stays in the event log.
-  DELETE FROM followups f
-  WHERE f.person = ANY (v_persons)
-    AND NOT EXISTS (
-      SELECT 1 FROM tubes t WHERE t.code = f.tube
-        AND ((t.result = 'positive' AND t.capacity > 1) OR t.result = 'invalid'
-             OR (t.result IS NULL AND t.rejected_at IS NOT NULL)));
+    -- A follow-up whose cause is gone (the result was amended) is derived state without a
+    -- reason: it goes, so that the same facts give the same follow-ups in any arrival order.
+    -- The amendment itself stays in the event log.
+    DELETE FROM followups f
+    WHERE f.person = ANY (v_persons)
+      AND NOT EXISTS (
+        SELECT 1 FROM tubes t WHERE t.code = f.tube
+          AND ((t.result = 'positive' AND t.capacity > 1) OR t.result = 'invalid'
+               OR (t.result IS NULL AND t.rejected_at IS NOT NULL)));
+  END IF;
 
   RETURN QUERY
   WITH want (subject_kind, subject, type, region, round, site, detail) AS (
@@ -236,7 +240,9 @@ BEGIN
   PERFORM tl_overdue_clear(v_tubes, v_boxes, v_persons);
   -- Person statuses (a light person's stays what it was) and the dashboards' roll-ups of
   -- every (round, site) touched (sql/006_stats.sql).
-  PERFORM tl_person_rounds_refresh(v_persons);
+  IF cardinality(v_persons) > 0 THEN
+    PERFORM tl_person_rounds_refresh(v_persons);
+  END IF;
   PERFORM tl_rollup(ARRAY(SELECT DISTINCT jsonb_build_array(t.round, t.site)::text
                           FROM tubes t WHERE t.code = ANY (v_tubes) AND t.site IS NOT NULL
                           UNION SELECT jsonb_build_array(s.round, s.site)::text
