@@ -279,15 +279,6 @@ class OverdueAndArrivals(unittest.TestCase):
             d.cleanup()
         cls.db.drop()
 
-    def wait_for(self, pred, what, timeout=10):
-        deadline = time.monotonic() + timeout
-        while time.monotonic() < deadline:
-            v = pred()
-            if v:
-                return v
-            time.sleep(0.2)
-        self.fail("timed out waiting for " + what)
-
     def anomaly(self, subject, type_):
         rows = self.db.psql("SELECT state FROM anomalies WHERE subject = '%s' AND type = '%s'" % (subject, type_))
         return [r[0] for r in rows]
@@ -299,7 +290,7 @@ class OverdueAndArrivals(unittest.TestCase):
         col.send_ok([T.tube_open(c.at(0), "RO-TUBE1", "RO"), T.sample_add(c.at(1), "RO-TUBE1", p),
                      T.tube_seal(c.at(2), "RO-TUBE1"), T.box_pack(c.at(3), "RO-BOX01", ["RO-TUBE1"]),
                      T.box_seal(c.at(4), "RO-BOX01", "L1")])
-        self.wait_for(lambda: self.anomaly("RO-BOX01", "overdue_transport") == ["open"], "overdue_transport")
+        T.wait_for(lambda: self.anomaly("RO-BOX01", "overdue_transport") == ["open"], "overdue_transport")
         time.sleep(2.5)  # both daemons swept again meanwhile
         self.assertEqual(self.anomaly("RO-BOX01", "overdue_transport"), ["open"], "opened exactly once")
         viewer = env.client("viewer", T.COUNTY)
@@ -310,7 +301,7 @@ class OverdueAndArrivals(unittest.TestCase):
         self.assertEqual(self.anomaly("RO-BOX01", "overdue_transport"), ["auto_resolved"],
                          "closed by the write itself, not by the next sweep")
         # received 3 hours ago and not resulted: overdue_test, then the result closes it
-        self.wait_for(lambda: self.anomaly("RO-TUBE1", "overdue_test") == ["open"], "overdue_test")
+        T.wait_for(lambda: self.anomaly("RO-TUBE1", "overdue_test") == ["open"], "overdue_test")
         lab.send_ok([T.tube_result(c.at(150), "RO-TUBE1", "negative")])
         self.assertEqual(self.anomaly("RO-TUBE1", "overdue_test"), ["auto_resolved"])
         st = viewer.get("/v1/stats?region=%s&round=RO" % T.COUNTY).json

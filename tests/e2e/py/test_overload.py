@@ -119,12 +119,6 @@ class MaxWait(unittest.TestCase):
         self.assertTrue(m, name + " is not in /metrics")
         return float(m.group(1))
 
-    def wait_until(self, what, pred, timeout=20):
-        deadline = time.monotonic() + timeout
-        while not pred():
-            self.assertLess(time.monotonic(), deadline, "timed out waiting for " + what)
-            time.sleep(0.02)
-
     def test_a_batch_behind_a_long_wait_is_refused_at_once(self):
         env, clock = self.env, T.Clock()
         env.make_round(ROUND)
@@ -151,12 +145,12 @@ class MaxWait(unittest.TestCase):
             for k, n in (("A", 1), ("B", 2)):
                 threads.append(threading.Thread(target=send, args=(k,)))
                 threads[-1].start()
-                self.wait_until("%d stuck writes" % n, lambda: writes_waiting() == n)
+                T.wait_for(lambda: writes_waiting() == n, "%d stuck writes" % n, 20, 0.02)
             # C waits in the queue, and keeps waiting past the bound
             threads.append(threading.Thread(target=send, args=("C",)))
             threads[-1].start()
-            self.wait_until("C queued", lambda: self.gauge("tubeloop_ingest_queued_events") == 1)
-            self.wait_until("C's wait past 0.3 s", lambda: self.gauge("tubeloop_ingest_oldest_wait_seconds") > 0.35)
+            T.wait_for(lambda: self.gauge("tubeloop_ingest_queued_events") == 1, "C queued", 20, 0.02)
+            T.wait_for(lambda: self.gauge("tubeloop_ingest_oldest_wait_seconds") > 0.35, "C's wait past 0.3 s", 20, 0.02)
             d = env.daemon
             conn = http.client.HTTPSConnection("127.0.0.1", d.port, timeout=30, context=d.ssl_context())
             t0 = time.monotonic()

@@ -752,6 +752,17 @@ def fingerprint(db, tables=FP_TABLES):
     return {r[0]: (int(r[1]), r[2]) for r in db.psql(sql)}
 
 
+def wait_for(pred, what, timeout=10, every=0.2):
+    """Polls pred until it returns a true value, which it returns; fails after timeout s."""
+    deadline = time.monotonic() + timeout
+    while time.monotonic() < deadline:
+        v = pred()
+        if v:
+            return v
+        time.sleep(every)
+    raise AssertionError("timed out waiting for " + what)
+
+
 def fingerprint_diff(a, b):
     return ["%s: %s rows -> %s rows%s" % (t, a[t][0], b[t][0], "" if a[t][0] != b[t][0] else " (contents)")
             for t in a if a[t] != b.get(t)]
