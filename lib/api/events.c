@@ -423,10 +423,6 @@ out:
 }
 
 static void events_authed(tl_http_exchange_t *x, tl_api_t *api, const tl_principal_t *p) {
-  if (tl__ingest_busy(api)) { /* refused before the decoding and the keyed hashes it would cost */
-    tl_api_reply_db_error(x, TL_EBUSY);
-    return;
-  }
   tl_api_err_t err = {0};
   const tl_http_request_t *req = tl_http_exchange_request(x);
   tl__batch_t *b = tl__batch_decode(api, p->role, p->scope, p->region, req->body.data, req->body.len, &err);
@@ -443,7 +439,16 @@ static void events_authed(tl_http_exchange_t *x, tl_api_t *api, const tl_princip
   tl__ingest_submit(api, b);
 }
 
+/* While the group commit is behind (--ingest-max-wait), a batch is refused first thing: before
+ * the token lookup, a database round trip, and before the decoding, the checks, the keyed
+ * hashes and the encryption of personal data. In a burst most requests are refused and sent
+ * again, so this is where the daemon's and the database's time would otherwise go. An
+ * unauthenticated request is refused the same way then: a 503 tells nothing about a token. */
 void tl__api_events(tl_http_exchange_t *x, void *ctx) {
+  if (tl__ingest_busy(ctx)) {
+    tl_api_reply_db_error(x, TL_EBUSY);
+    return;
+  }
   tl_api_auth(ctx, x, TL_ROLE_BIT(TL_ROLE_COLLECTOR) | TL_ROLE_BIT(TL_ROLE_COURIER) | TL_ROLE_BIT(TL_ROLE_LAB),
               events_authed);
 }

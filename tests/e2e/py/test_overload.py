@@ -13,7 +13,9 @@ events table so that no write can finish (LOCK TABLE ... IN SHARE MODE), two gro
 the database, one batch waits in the queue; once it has waited longer than 0.3 s a new batch
 is refused at once, and after the lock goes everything waiting is stored and the refused
 batch goes through when sent again. (With the bound off, the new batch waits behind the lock
-too: the test then fails on its 30 s read timeout.)"""
+too: the test then fails on its 30 s read timeout.) The refusal costs no database round trip:
+the session also holds the tokens table when the new batch comes, and the refusal is still
+immediate (a token lookup first would wait for the lock)."""
 import http.client
 import json
 import random
@@ -151,6 +153,11 @@ class MaxWait(unittest.TestCase):
             threads[-1].start()
             T.wait_for(lambda: self.gauge("tubeloop_ingest_queued_events") == 1, "C queued", 20, 0.02)
             T.wait_for(lambda: self.gauge("tubeloop_ingest_oldest_wait_seconds") > 0.35, "C's wait past 0.3 s", 20, 0.02)
+            # D must be refused without a database round trip: not even the token lookup,
+            # which would now wait for the tokens table as long as it is held
+            holder.stdin.write("LOCK TABLE tokens IN ACCESS EXCLUSIVE MODE;\nSELECT 'tokens held';\n")
+            holder.stdin.flush()
+            self.assertEqual(holder.stdout.readline().strip(), "tokens held")
             d = env.daemon
             conn = http.client.HTTPSConnection("127.0.0.1", d.port, timeout=30, context=d.ssl_context())
             t0 = time.monotonic()
