@@ -7,6 +7,7 @@
 #include "db/migrate.h"
 #include "routes.h"
 #include "serve.h"
+#include "workers.h"
 
 #include <stdio.h>
 #include <string.h>
@@ -103,7 +104,7 @@ int main(int argc, char **argv) {
       return 2;
     char web[4096];
     c.web_dir = web_dir(&c, web, sizeof web);
-    return tl_serve(&c);
+    return c.workers > 1 ? tl_workers_run(&c) : tl_serve(&c);
   }
   if (strcmp(cmd, "migrate") == 0) {
     if (parse(&c, TL_CONFIG_NEED_DB, argc, argv) != 0) return 2;

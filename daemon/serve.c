@@ -147,6 +147,7 @@ int tl_serve(const tl_config_t *cfg) {
       .body_timeout_ms = cfg->body_timeout_ms,
       .idle_timeout_ms = cfg->idle_timeout_ms,
       .max_connections = cfg->max_connections,
+      .reuseport = cfg->reuseport,
   };
   if (tl_http_server_new(&d.server, &d.loop, &so) != 0) goto done;
   d.api.server = d.server;

@@ -5,6 +5,8 @@
 
 #include "base/buf.h"
 
+#include <unistd.h>
+
 void tl__api_healthz(tl_http_exchange_t *x, void *ctx) {
   (void)ctx;
   cJSON *o = cJSON_CreateObject();
@@ -61,10 +63,13 @@ void tl__api_metrics(tl_http_exchange_t *x, void *ctx) {
         "# HELP tubeloop_ingest_queued_events Events waiting for group commit.\n"
         "# TYPE tubeloop_ingest_queued_events gauge\ntubeloop_ingest_queued_events %ld\n"
         "# HELP tubeloop_ingest_oldest_wait_seconds How long the oldest waiting batch has waited.\n"
-        "# TYPE tubeloop_ingest_oldest_wait_seconds gauge\ntubeloop_ingest_oldest_wait_seconds %.3f\n",
+        "# TYPE tubeloop_ingest_oldest_wait_seconds gauge\ntubeloop_ingest_oldest_wait_seconds %.3f\n"
+        "# HELP tubeloop_process_info The process that answered: every figure above is its own "
+        "(with --workers, one of several).\n"
+        "# TYPE tubeloop_process_info gauge\ntubeloop_process_info{pid=\"%d\"} 1\n",
         st.size, st.connected, st.busy, st.waiting, st.reconnects,
         api->server ? tl_http_server_connections(api->server) : (size_t)0, tl__ingest_queued(api),
-        tl__ingest_oldest_wait(api));
+        tl__ingest_oldest_wait(api), (int)getpid());
   if (rc == 0)
     tl_http_reply(x, 200, "text/plain; version=0.0.4; charset=utf-8", "", b.data, b.len);
   else

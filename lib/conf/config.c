@@ -41,6 +41,8 @@ static const opt_t options[] = {
     {"--web-dir", "TUBELOOP_WEB_DIR", OPT_STRING, F(web_dir), 0, 0, "dashboard files folder"},
     {"--log-level", "TUBELOOP_LOG_LEVEL", OPT_STRING, F(log_level), 0, 0,
      "debug, info, warn or error"},
+    {"--workers", "TUBELOOP_WORKERS", OPT_INT, F(workers), 1, 64,
+     "daemon processes sharing the port (SO_REUSEPORT), each with its own pool"},
     {"--pool-size", "TUBELOOP_POOL_SIZE", OPT_INT, F(pool_size), 1, 64, "database connections"},
     {"--pool-queue", "TUBELOOP_POOL_QUEUE", OPT_INT, F(pool_queue), 0, 100000,
      "requests waiting for a connection before 503"},
@@ -87,6 +89,7 @@ void tl_config_defaults(tl_config_t *c) {
   c->label = "admin";
   c->log_level = "info";
   c->device_certs_text = "off";
+  c->workers = 1;
   c->pool_size = 4;
   c->pool_queue = 1024;
   c->header_timeout_ms = 10000;

@@ -35,7 +35,9 @@ typedef struct {
   const char *sql_dir;     /* migrations folder (NULL: the built-in default) */
   const char *web_dir;     /* dashboard files (NULL: the built-in default) */
   const char *log_level;   /* debug|info|warn|error */
-  int pool_size;           /* database connections */
+  int workers;             /* serve: processes sharing the listening port */
+  int reuseport;           /* serve: listen with SO_REUSEPORT (set by the supervisor) */
+  int pool_size;           /* database connections (per worker) */
   int pool_queue;          /* requests allowed to wait for a connection */
   int header_timeout_ms;   /* whole request head must arrive within this */
   int body_timeout_ms;     /* whole body must arrive within this after the head */

@@ -3,11 +3,13 @@
 #include "http/server.h"
 
 #include "base/log.h"
+#include "net/listen.h"
 #include "net/stream.h"
 
 #include <stdlib.h>
 #include <string.h>
 #include <strings.h>
+#include <unistd.h>
 
 /* Stop reading while this much of our answers waits for the client (slow reader). */
 #define WRITE_HIGH_WATER (256 * 1024)
@@ -642,17 +644,20 @@ int tl_http_server_new(tl_http_server_t **out, uv_loop_t *loop,
 
 int tl_http_server_listen(tl_http_server_t *s, const char *host, int port) {
   struct sockaddr_storage addr;
-  int rc = uv_ip4_addr(host, port, (struct sockaddr_in *)&addr);
-  if (rc != 0) rc = uv_ip6_addr(host, port, (struct sockaddr_in6 *)&addr);
-  if (rc != 0 && strcmp(host, "localhost") == 0)
-    rc = uv_ip4_addr("127.0.0.1", port, (struct sockaddr_in *)&addr);
+  int rc = tl_net_addr(host, port, &addr);
   if (rc != 0) return rc;
   rc = uv_tcp_init(s->loop, &s->listener);
   if (rc != 0) return rc;
   s->listener.data = s;
   s->listening = 1;
   s->handles_open = 1;
-  rc = uv_tcp_bind(&s->listener, (const struct sockaddr *)&addr, 0);
+  if (s->opts.reuseport) {
+    int fd = tl_net_bind_reuseport(&addr);
+    rc = fd < 0 ? fd : uv_tcp_open(&s->listener, fd);
+    if (fd >= 0 && rc != 0) close(fd);
+  } else {
+    rc = uv_tcp_bind(&s->listener, (const struct sockaddr *)&addr, 0);
+  }
   if (rc == 0) rc = uv_listen((uv_stream_t *)&s->listener, 1024, on_connection);
   return rc; /* on error the caller shuts the server down, which closes the listener */
 }

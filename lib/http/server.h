@@ -37,6 +37,7 @@ typedef struct {
   int body_timeout_ms;
   int idle_timeout_ms;
   int max_connections;
+  int reuseport;             /* listen with SO_REUSEPORT: one of several processes on the port */
 } tl_http_server_opts_t;
 
 TL_WUR int tl_http_server_new(tl_http_server_t **out, uv_loop_t *loop,
