@@ -10,6 +10,7 @@
 #include "api/ingest.h"
 
 #include "base/log.h"
+#include "base/strmap.h"
 #include "domain/validate.h"
 
 #include <uv.h>
@@ -29,6 +30,7 @@ typedef struct {
   tl__batch_t **owner;     /* the batch of each slot */
   int nslots;
   tl_world_t world;
+  tl_strmap_t accepted;    /* event id -> the slot that accepted it (apply_all) */
   tl_db_conn_t *conn;
 } group_t;
 
@@ -176,8 +178,8 @@ static void add_anomaly(tl__slot_t *s, const char *type) {
   if (s->nanomalies < 8) snprintf(s->anomalies[s->nanomalies++], sizeof s->anomalies[0], "%s", type);
 }
 
-/* Duplicates and conflicts, then the rules, event by event in the order sent. */
-static void apply_all(group_t *g, const cJSON *stored) {
+/* Duplicates and conflicts, then the rules, event by event in the order sent. 0 or TL_ENOMEM. */
+static int apply_all(group_t *g, const cJSON *stored) {
   for (int i = 0; i < g->nslots; i++) {
     tl__slot_t *s = g->slots[i];
     if (s->state != TL__SLOT_PENDING) continue;
@@ -196,9 +198,8 @@ static void apply_all(group_t *g, const cJSON *stored) {
       }
       continue;
     }
-    const tl__slot_t *same = NULL;
-    for (int j = 0; j < i && !same; j++)
-      if (g->slots[j]->state == TL__SLOT_ACCEPTED && strcmp(g->slots[j]->ev.id, s->ev.id) == 0) same = g->slots[j];
+    int j = tl_strmap_get(&g->accepted, s->ev.id);
+    const tl__slot_t *same = j >= 0 ? g->slots[j] : NULL;
     if (same) {
       if (strcmp(same->digest, s->digest) != 0)
         tl__slot_refuse(s, "id_conflict", "This event id was used before for other content.");
@@ -211,8 +212,10 @@ static void apply_all(group_t *g, const cJSON *stored) {
       tl__slot_refuse(s, r.code, "%s", r.message);
       continue;
     }
+    if (tl_strmap_put(&g->accepted, s->ev.id, i) != 0) return TL_ENOMEM; /* the group fails whole */
     s->state = TL__SLOT_ACCEPTED;
   }
+  return 0;
 }
 
 static void add_time(cJSON *o, const char *key, int64_t ms) {
@@ -299,7 +302,15 @@ static char *build_write(group_t *g, int *naccepted) {
   cJSON *receipts = cJSON_AddArrayToObject(p, "receipts");
   cJSON *attr = cJSON_AddArrayToObject(p, "attribution");
   static const char *const roles[] = {"collector", "courier", "lab"};
+  tl_strmap_t person_index; /* HMAC -> its row in person_rows, the one in persons now */
+  tl_strmap_init(&person_index);
+  cJSON **person_rows = calloc((size_t)g->nslots + 1, sizeof *person_rows);
+  int nperson_rows = 0, oom = 0;
   *naccepted = 0;
+  if (person_rows == NULL) {
+    cJSON_Delete(p);
+    return NULL;
+  }
   for (int i = 0; i < g->nslots; i++) {
     tl__slot_t *s = g->slots[i];
     const tl__batch_t *b = g->owner[i];
@@ -328,13 +339,16 @@ static char *build_write(group_t *g, int *naccepted) {
       snprintf(subject, sizeof subject, "%s/%s", t ? t->round : "", s->ev.person);
       attribute(attr, subject, s, i);
       /* one row per person: the last scan's name and phone win */
-      cJSON *it, *found = NULL;
-      cJSON_ArrayForEach(it, persons) {
-        if (strcmp(cJSON_GetObjectItemCaseSensitive(it, "hmac")->valuestring, s->ev.person) == 0) found = it;
-      }
+      int known = tl_strmap_get(&person_index, s->ev.person);
+      cJSON *found = known >= 0 ? person_rows[known] : NULL;
       cJSON *row = s->person_row;
       s->person_row = NULL;
       add_time(row, "updated_at", b->now);
+      if (known < 0) { /* (the slot's HMAC lives as long as the map) */
+        known = nperson_rows++;
+        if (tl_strmap_put(&person_index, s->ev.person, known) != 0) oom = 1;
+      }
+      person_rows[known] = row;
       if (found) {
         /* a later scan without name or phone keeps what an earlier one gave */
         static const char *const keep[] = {"name_enc", "name_masked", "phone_enc", "phone_masked"};
@@ -374,8 +388,10 @@ static char *build_write(group_t *g, int *naccepted) {
     cJSON_AddStringToObject(o, "event", r->event);
     cJSON_AddItemToArray(receipts, o);
   }
-  char *text = cJSON_PrintUnformatted(p);
+  char *text = oom ? NULL : cJSON_PrintUnformatted(p);
   cJSON_Delete(p);
+  tl_strmap_dispose(&person_index);
+  free(person_rows);
   return text;
 }
 
@@ -387,17 +403,15 @@ static void step_write_done(void *arg, int status, const tl_db_result_t *res) {
   }
   for (int r = 0; r < tl_db_result_rows(res); r++) {
     const char *ev = tl_db_result_value(res, r, 0), *type = tl_db_result_value(res, r, 1);
-    for (int i = 0; i < g->nslots && ev && type; i++)
-      if (g->slots[i]->state == TL__SLOT_ACCEPTED && strcmp(g->slots[i]->ev.id, ev) == 0)
-        add_anomaly(g->slots[i], type);
+    int i = ev && type ? tl_strmap_get(&g->accepted, ev) : -1;
+    if (i >= 0) add_anomaly(g->slots[i], type);
   }
   /* A repeat inside the batch answers with its first's anomalies. */
   for (int i = 0; i < g->nslots; i++) {
     tl__slot_t *s = g->slots[i];
     if (s->state != TL__SLOT_DUPLICATE || s->nanomalies) continue;
-    for (int j = 0; j < i; j++)
-      if (g->slots[j]->state == TL__SLOT_ACCEPTED && strcmp(g->slots[j]->ev.id, s->ev.id) == 0)
-        for (int k = 0; k < g->slots[j]->nanomalies; k++) add_anomaly(s, g->slots[j]->anomalies[k]);
+    int j = tl_strmap_get(&g->accepted, s->ev.id);
+    for (int k = 0; j >= 0 && k < g->slots[j]->nanomalies; k++) add_anomaly(s, g->slots[j]->anomalies[k]);
   }
   int rc = tl_db_conn_exec(g->conn, "COMMIT", 0, NULL, step_commit_done, g);
   if (rc != 0) group_fail(g, rc, NULL, "commit");
@@ -424,8 +438,12 @@ static void step_load_done(void *arg, int status, const tl_db_result_t *res) {
     group_fail(g, rc, NULL, "load-parse");
     return;
   }
-  apply_all(g, stored);
+  rc = apply_all(g, stored);
   cJSON_Delete(stored);
+  if (rc != 0) {
+    group_fail(g, rc, NULL, "rules");
+    return;
+  }
   int naccepted = 0;
   char *text = build_write(g, &naccepted);
   if (text == NULL) {
@@ -516,6 +534,7 @@ static void group_free(group_t *g) {
   free(g->slots);
   free(g->owner);
   tl_world_dispose(&g->world);
+  tl_strmap_dispose(&g->accepted);
   free(g);
 }
 

@@ -5,14 +5,12 @@
  * of the last group), and a stored value must have exactly one accepted spelling. */
 #include "crypto/pii.h"
 
+#include "crypto/fetched.h"
 #include "domain/validate.h"
 
 #include <limits.h>
-#include <openssl/core_names.h>
 #include <openssl/crypto.h>
 #include <openssl/evp.h>
-#include <openssl/params.h>
-#include <openssl/rand.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
@@ -95,8 +93,8 @@ int tl_pii_encrypt(const tl_keys_t *k, const char *plain, size_t len, tl_buf_t *
   rc = TL_EIO;
   /* 96-bit random nonces: GCM stays safe for up to 2^32 values per key, which is why rotation
    * (a new aes line) is part of operating the keys file. */
-  if (RAND_bytes(raw, TL_PII_NONCE_LEN) != 1) goto done;
-  if (EVP_EncryptInit_ex(ctx, EVP_aes_256_gcm(), NULL, NULL, NULL) != 1 ||
+  if (tl_fetched_nonce(raw, TL_PII_NONCE_LEN) != 0 || tl_fetched_aes_256_gcm() == NULL) goto done;
+  if (EVP_EncryptInit_ex(ctx, tl_fetched_aes_256_gcm(), NULL, NULL, NULL) != 1 ||
       EVP_CIPHER_CTX_ctrl(ctx, EVP_CTRL_GCM_SET_IVLEN, TL_PII_NONCE_LEN, NULL) != 1 ||
       EVP_EncryptInit_ex(ctx, NULL, NULL, key, raw) != 1 ||
       EVP_EncryptUpdate(ctx, NULL, &n, (const unsigned char *)aad, aadlen) != 1)
@@ -153,7 +151,8 @@ int tl_pii_decrypt(const tl_keys_t *k, unsigned key_id, const char *b64, size_t 
   dst = (unsigned char *)plain->data + plain->len;
   char aad[16];
   int aadlen = key_id_aad(key_id, aad);
-  if (EVP_DecryptInit_ex(ctx, EVP_aes_256_gcm(), NULL, NULL, NULL) != 1 ||
+  if (tl_fetched_aes_256_gcm() == NULL ||
+      EVP_DecryptInit_ex(ctx, tl_fetched_aes_256_gcm(), NULL, NULL, NULL) != 1 ||
       EVP_CIPHER_CTX_ctrl(ctx, EVP_CTRL_GCM_SET_IVLEN, TL_PII_NONCE_LEN, NULL) != 1 ||
       EVP_DecryptInit_ex(ctx, NULL, NULL, key, raw) != 1 ||
       EVP_DecryptUpdate(ctx, NULL, &n, (const unsigned char *)aad, aadlen) != 1)
@@ -187,19 +186,10 @@ void tl_pii_lookup_hmac(const tl_keys_t *k, int id_type, const char *normalized_
   const char *name = tl_id_type_name(id_type);
   if (k == NULL || name == NULL || normalized_id == NULL) return;
   unsigned char md[32];
-  size_t mdlen = 0;
-  EVP_MAC *mac = EVP_MAC_fetch(NULL, "HMAC", NULL);
-  EVP_MAC_CTX *ctx = mac != NULL ? EVP_MAC_CTX_new(mac) : NULL;
-  OSSL_PARAM params[] = {OSSL_PARAM_construct_utf8_string(OSSL_MAC_PARAM_DIGEST, "SHA256", 0),
-                         OSSL_PARAM_construct_end()};
   /* Fed in three pieces so the ID number is never copied into another buffer. */
-  int ok = ctx != NULL && EVP_MAC_init(ctx, k->hmac, sizeof k->hmac, params) == 1 &&
-           EVP_MAC_update(ctx, (const unsigned char *)name, strlen(name)) == 1 &&
-           EVP_MAC_update(ctx, (const unsigned char *)":", 1) == 1 &&
-           EVP_MAC_update(ctx, (const unsigned char *)normalized_id, strlen(normalized_id)) == 1 &&
-           EVP_MAC_final(ctx, md, &mdlen, sizeof md) == 1 && mdlen == sizeof md;
-  EVP_MAC_CTX_free(ctx);
-  EVP_MAC_free(mac);
+  const void *pieces[] = {name, ":", normalized_id};
+  const size_t lens[] = {strlen(name), 1, strlen(normalized_id)};
+  int ok = tl_fetched_hmac_sha256(k->hmac, sizeof k->hmac, pieces, lens, 3, md) == 0;
   if (ok) {
     for (size_t i = 0; i < sizeof md; i++) {
       out[2 * i] = hex[md[i] >> 4];

@@ -6,12 +6,14 @@
 #include <cmocka.h>
 
 #include "base/buf.h"
+#include "base/strmap.h"
 #include "crypto/keys.h"
 #include "crypto/token.h"
 #include "http/server.h"
 #include "metrics/metrics.h"
 
 #include <cjson/cJSON.h>
+#include <stdio.h>
 #include <string.h>
 
 static void test_json_string_roundtrip(void **state) {
@@ -81,6 +83,27 @@ static void test_tokens(void **state) {
   assert_false(tl_token_equal("abcd", "abce", 4));
 }
 
+/* The index finds every key it was given, with the last value put, across growth; others
+ * and an empty map answer -1. */
+static void test_strmap(void **state) {
+  (void)state;
+  static char keys[3000][40];
+  tl_strmap_t m;
+  tl_strmap_init(&m);
+  assert_int_equal(tl_strmap_get(&m, "absent"), -1);
+  for (int i = 0; i < 3000; i++) {
+    snprintf(keys[i], sizeof keys[i], "3f2c9a1e-0000-4000-8000-%012d", i);
+    assert_int_equal(tl_strmap_put(&m, keys[i], i), 0);
+  }
+  assert_int_equal(tl_strmap_put(&m, keys[7], 70000), 0); /* replaces */
+  assert_int_equal((int)m.n, 3000);
+  for (int i = 0; i < 3000; i++) assert_int_equal(tl_strmap_get(&m, keys[i]), i == 7 ? 70000 : i);
+  assert_int_equal(tl_strmap_get(&m, "3f2c9a1e-0000-4000-8000-000000003000"), -1);
+  assert_int_equal(tl_strmap_get(&m, ""), -1);
+  tl_strmap_dispose(&m);
+  assert_int_equal(tl_strmap_get(&m, keys[0]), -1);
+}
+
 static void test_keys(void **state) {
   (void)state;
   char text[1024], err[128];
@@ -111,7 +134,7 @@ int main(void) {
   const struct CMUnitTest tests[] = {
       cmocka_unit_test(test_json_string_roundtrip), cmocka_unit_test(test_status_texts),
       cmocka_unit_test(test_metrics_render),        cmocka_unit_test(test_tokens),
-      cmocka_unit_test(test_keys),
+      cmocka_unit_test(test_keys),          cmocka_unit_test(test_strmap),
   };
   return cmocka_run_group_tests(tests, NULL, NULL);
 }

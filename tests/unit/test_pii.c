@@ -8,6 +8,7 @@
 
 #include "base/buf.h"
 #include "crypto/keys.h"
+#include "crypto/digest.h"
 #include "crypto/pii.h"
 #include "domain/validate.h"
 
@@ -250,6 +251,18 @@ static void test_key_ids_and_rotation(void **state) {
   tl_keys_dispose(&same);
 }
 
+/* Known answer of the content digest (the idempotency check compares stored digests with new
+ * ones, so its bytes must never change): HMAC-SHA256(key 00..1f, {"a":1}) by `openssl dgst`. */
+static void test_digest_known_answer(void **state) {
+  (void)state;
+  tl_keys_t k1;
+  load(&k1, keys1_text);
+  char d[65];
+  tl_digest_hmac(&k1, "{\"a\":1}", 7, d);
+  assert_string_equal(d, "b4cebde30982443ec36c18fa99ad10a70e705bba779f57c37e84decb64ae50fb");
+  tl_keys_dispose(&k1);
+}
+
 static void test_lookup_hmac(void **state) {
   (void)state;
   tl_keys_t k1, k12, kb;
@@ -306,6 +319,7 @@ int main(void) {
       cmocka_unit_test(test_round_trip),  cmocka_unit_test(test_ciphertext_hides_plaintext),
       cmocka_unit_test(test_tampering),   cmocka_unit_test(test_key_ids_and_rotation),
       cmocka_unit_test(test_lookup_hmac),
+      cmocka_unit_test(test_digest_known_answer),
   };
   return cmocka_run_group_tests(tests, NULL, NULL);
 }
