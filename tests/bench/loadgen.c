@@ -3,7 +3,9 @@
  *   tl_loadgen setup   create the registry (county, townships, sites, labs, couriers, a round)
  *                      and one token per sender through the admin API; write the registry file
  *   tl_loadgen ingest  replay the city model (model.h) in batches of --batch events per request
- *                      over --conns keep-alive connections, each sender's events in its order
+ *                      over --conns keep-alive connections, each sender's events in its order;
+ *                      a batch refused with 503/429 is sent again after 100 ms, or with
+ *                      --retry-wait told after its Retry-After (times 0.5-1.5, at random)
  *   tl_loadgen single  one event per request: open loop at --rate requests/s (latency counted
  *                      from the scheduled time, so a stall is not hidden) or closed loop (--rate 0)
  *   tl_loadgen idle    hold --conns idle TLS keep-alive connections; report the daemon's VmRSS
@@ -36,6 +38,7 @@
 #include <openssl/x509v3.h>
 #include <pthread.h>
 #include <stdatomic.h>
+#include <stdint.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
@@ -54,12 +57,16 @@ typedef struct {
   tl_buf_t resp;
   long status;
   int retry_after;   /* the answer carried Retry-After */
+  double retry_after_s; /* its value in seconds (0 when absent) */
   char err[CURL_ERROR_SIZE];
 } conn_t;
 
 static size_t on_header(char *p, size_t size, size_t n, void *arg) {
   conn_t *c = arg;
-  if (size * n > 12 && strncasecmp(p, "retry-after:", 12) == 0) c->retry_after = 1;
+  if (size * n > 12 && strncasecmp(p, "retry-after:", 12) == 0) {
+    c->retry_after = 1;
+    c->retry_after_s = strtod(p + 12, NULL); /* (delta-seconds; the daemon sends no dates) */
+  }
   return size * n;
 }
 
@@ -104,6 +111,7 @@ static int http_do(conn_t *c, const char *method, const char *path, const char *
   tl_buf_reset(&c->resp);
   c->status = 0;
   c->retry_after = 0;
+  c->retry_after_s = 0;
   c->err[0] = '\0';
   curl_easy_setopt(c->h, CURLOPT_URL, url);
   if (strcmp(method, "POST") == 0) {
@@ -261,6 +269,7 @@ typedef struct {
   bm_workload_t *w;
   bm_registry_t *r;
   int batch;
+  int told;          /* --retry-wait told: wait what Retry-After says (x 0.5-1.5), not 100 ms */
   pthread_mutex_t mu;
   pthread_cond_t cv;
   squeue_t *q;
@@ -330,6 +339,7 @@ static void *ingest_worker(void *arg) {
   int *idx = calloc((size_t)g->batch, sizeof *idx);
   char *status = calloc((size_t)g->batch, 1);
   bb_lat_t lat = {0};
+  unsigned seed = (unsigned)((uintptr_t)&c >> 4) ^ (unsigned)time(NULL); /* this thread's jitter */
   tl_buf_t body;
   tl_buf_init(&body);
   pthread_mutex_lock(&g->mu);
@@ -385,7 +395,12 @@ static void *ingest_worker(void *arg) {
       } else fprintf(stderr, "ingest: %s (retrying)\n", c.err);
       if (++tries > 200) break;
       retries++;
-      sleep_ms(hrc == 0 ? 100 : 200); /* the same events again: ids make it idempotent */
+      /* the same events again (ids make it idempotent): after 100 ms, the worst case for the
+       * server, or as told, spread so that the refused do not come back together */
+      double wait_ms = hrc == 0 ? 100 : 200;
+      if (hrc == 0 && g->told && c.retry_after_s > 0)
+        wait_ms = c.retry_after_s * 1000 * (0.5 + (double)rand_r(&seed) / RAND_MAX);
+      sleep_ms(wait_ms);
     }
     /* statuses, in order */
     memset(status, 'x', (size_t)n);
@@ -482,6 +497,7 @@ static int cmd_ingest(int argc, char **argv) {
   g.w = &w;
   g.r = &r;
   g.batch = (int)bb_opt_long(argc, argv, "--batch", 100);
+  g.told = strcmp(bb_opt(argc, argv, "--retry-wait", "100ms"), "told") == 0;
   if (g.batch < 1 || g.batch > 1000) g.batch = 100;
   g.nsenders = r.nsites + r.ncouriers + r.nlabs;
   g.q = calloc((size_t)g.nsenders, sizeof *g.q);
