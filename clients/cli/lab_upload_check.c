@@ -4,13 +4,13 @@
  * network: the command (lab_upload.c) and the fuzz target (tests/fuzz/fuzz_csv.c) share it. */
 #include "lab_upload.h"
 
+#include "base/strmap.h"
 #include "domain/validate.h"
 
 #include <errno.h>
 #include <math.h>
 #include <openssl/evp.h>
 #include <stdarg.h>
-#include <stdint.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
@@ -157,30 +157,6 @@ static int parse_ct(const char *s, double *out) {
   if (errno != 0 || !isfinite(v) || v < 0 || v > 100) return -1;
   *out = v;
   return 0;
-}
-
-/* A tube code → row index map (open addressing), to refuse a tube named twice in one file. */
-typedef struct {
-  int *slot;   /* row index + 1, 0 = empty */
-  size_t mask;
-} tube_set_t;
-
-static uint64_t hash_str(const char *s) {
-  uint64_t h = 1469598103934665603ULL;
-  for (; *s; s++) h = (h ^ (unsigned char)*s) * 1099511628211ULL;
-  return h;
-}
-
-/* Returns the earlier row with this tube, or -1 after adding index. */
-static int tube_set_add(tube_set_t *t, const tl_lab_row_t *rows, int index) {
-  size_t i = hash_str(rows[index].tube) & t->mask;
-  while (t->slot[i]) {
-    int r = t->slot[i] - 1;
-    if (strcmp(rows[r].tube, rows[index].tube) == 0) return r;
-    i = (i + 1) & t->mask;
-  }
-  t->slot[i] = index + 1;
-  return -1;
 }
 
 /* Checks every line. Rows go to *rows; problems to ps. Returns 0, or -1 out of memory. */
@@ -337,26 +313,24 @@ int tl_lab_file_check(tl_lab_file_t *f, const char *data, size_t len, int en) {
     rc = -1;
     goto done;
   }
-  if (f->nrows > 0) {
-    tube_set_t set;
-    size_t size = 16;
-    while (size < (size_t)f->nrows * 2) size <<= 1;
-    set.mask = size - 1;
-    set.slot = calloc(size, sizeof *set.slot);
-    if (set.slot == NULL) {
-      rc = -1;
-      goto done;
-    }
+  if (f->nrows > 0) { /* a tube named twice in one file: the rows' codes indexed (base/strmap.h) */
+    tl_strmap_t seen;
+    tl_strmap_init(&seen);
     const tl_lab_row_t *rows = f->rows;
     for (int i = 0; i < f->nrows; i++) {
-      int prev = tube_set_add(&set, rows, i);
+      int prev = tl_strmap_get(&seen, rows[i].tube);
       if (prev >= 0)
         problem_add(&f->problems, rows[i].line, "%s %s %s %d %s", TL_MSG(c, "采样管", "tube"), rows[i].tube,
                     TL_MSG(c, "已在第", "is already on line"), rows[prev].line,
                     TL_MSG(c, "行（每个文件每管一个结果；更正请另用 amend 上传）",
                            "(one result per tube per file; send a correction with amend in another file)"));
+      else if (tl_strmap_put(&seen, rows[i].tube, i) != 0) {
+        tl_strmap_dispose(&seen);
+        rc = -1;
+        goto done;
+      }
     }
-    free(set.slot);
+    tl_strmap_dispose(&seen);
   }
   /* problems come in line order except the header's and the repeated tubes' (found last) */
   tl_lab_problems_t *ps = &f->problems;

@@ -9,6 +9,7 @@
  * retried alone, so one request's trouble never fails its neighbours. */
 #include "api/ingest.h"
 
+#include "base/hash.h"
 #include "base/log.h"
 #include "base/strmap.h"
 #include "domain/validate.h"
@@ -70,11 +71,8 @@ static void group_fail(group_t *g, int status, const tl_db_result_t *res, const 
 
 /* 64-bit FNV-1a of "kind:code": the advisory lock key of an object. */
 static long long lock_key(char kind, const char *code) {
-  unsigned long long h = 1469598103934665603ULL;
-  h = (h ^ (unsigned char)kind) * 1099511628211ULL;
-  h = (h ^ ':') * 1099511628211ULL;
-  for (const unsigned char *p = (const unsigned char *)code; *p; p++) h = (h ^ *p) * 1099511628211ULL;
-  return (long long)h;
+  const char prefix[2] = {kind, ':'};
+  return (long long)tl_fnv1a_str(tl_fnv1a(TL_FNV1A_START, prefix, 2), code);
 }
 
 /* The arrays of tl_load are built with tl_buf_array_add: codes and UUIDs need no quoting

@@ -1,6 +1,8 @@
 /* Token buckets (limit.h). */
 #include "api/limit.h"
 
+#include "base/hash.h"
+
 #include <math.h>
 #include <string.h>
 
@@ -11,9 +13,8 @@ void tl_limit_init(tl_limit_t *l, double rate, double burst) {
 }
 
 static uint64_t hash(const void *key, size_t len) {
-  uint64_t h = 1469598103934665603ULL;
-  for (size_t i = 0; i < len; i++) h = (h ^ ((const unsigned char *)key)[i]) * 1099511628211ULL;
-  return h ? h : 1;
+  uint64_t h = tl_fnv1a(TL_FNV1A_START, key, len);
+  return h ? h : 1; /* 0 marks a free slot */
 }
 
 int tl_limit_take(tl_limit_t *l, const void *key, size_t keylen, uint64_t now_ms) {

@@ -1,6 +1,8 @@
 /* String index (strmap.h). Kept at most half full; linear probing. */
 #include "base/strmap.h"
 
+#include "base/hash.h"
+
 #include <stdint.h>
 #include <stdlib.h>
 #include <string.h>
@@ -14,8 +16,7 @@ void tl_strmap_dispose(tl_strmap_t *m) {
 }
 
 static size_t hash(const char *key) {
-  uint64_t h = 1469598103934665603ULL;
-  for (const unsigned char *p = (const unsigned char *)key; *p; p++) h = (h ^ *p) * 1099511628211ULL;
+  uint64_t h = tl_fnv1a_str(TL_FNV1A_START, key);
   return (size_t)(h ^ (h >> 32));
 }
 

@@ -6,6 +6,7 @@
 #include <cmocka.h>
 
 #include "base/buf.h"
+#include "base/hash.h"
 #include "base/strmap.h"
 #include "crypto/keys.h"
 #include "crypto/token.h"
@@ -104,6 +105,17 @@ static void test_strmap(void **state) {
   assert_int_equal(tl_strmap_get(&m, keys[0]), -1);
 }
 
+/* The hash's values, computed independently (Python): the advisory lock keys of the group
+ * commit are made with it, so they must never change. "t:TUBE0001" is a tube's lock key. */
+static void test_fnv1a(void **state) {
+  (void)state;
+  assert_true(tl_fnv1a_str(TL_FNV1A_START, "") == 0x14650fb0739d0383ULL);
+  assert_true(tl_fnv1a_str(TL_FNV1A_START, "a") == 0x44bd8ad473cd9906ULL);
+  assert_true(tl_fnv1a_str(TL_FNV1A_START, "foobar") == 0x88fad7c0a8ff07f2ULL);
+  assert_true(tl_fnv1a(tl_fnv1a(TL_FNV1A_START, "foo", 3), "bar", 3) == 0x88fad7c0a8ff07f2ULL);
+  assert_true(tl_fnv1a_str(tl_fnv1a(TL_FNV1A_START, "t:", 2), "TUBE0001") == 0x2311f6f60d0191f4ULL);
+}
+
 static void test_keys(void **state) {
   (void)state;
   char text[1024], err[128];
@@ -134,7 +146,7 @@ int main(void) {
   const struct CMUnitTest tests[] = {
       cmocka_unit_test(test_json_string_roundtrip), cmocka_unit_test(test_status_texts),
       cmocka_unit_test(test_metrics_render),        cmocka_unit_test(test_tokens),
-      cmocka_unit_test(test_keys),          cmocka_unit_test(test_strmap),
+      cmocka_unit_test(test_keys),          cmocka_unit_test(test_strmap), cmocka_unit_test(test_fnv1a),
   };
   return cmocka_run_group_tests(tests, NULL, NULL);
 }

@@ -238,6 +238,13 @@ class CliOfficials(T.EnvCase):
         out, _ = self.ok(["lab", "upload", path, "--dry-run"], role=None)
         self.assertIn("1 results", out)
         self.assertEqual(self.result_events("LB-200000"), 0)
+        # a tube named twice in one file: refused with both lines, nothing sent
+        path = self.write("g.csv", "tube,result\nLB-300001,negative\nLB-300002,negative\nLB-300001,positive\n")
+        rc, out, err = self.fails(["lab", "upload", path, "--dry-run"], role=None)
+        self.assertIn("g.csv:4:", err)
+        self.assertIn("tube LB-300001 is already on line 2", err)
+        self.assertNotIn("g.csv:3:", err)
+        self.assertEqual(self.result_events("LB-30000"), 0)
 
     # -----------------------------------------------------------------------------------------
     # officials
