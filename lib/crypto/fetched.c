@@ -7,7 +7,6 @@
 
 #include <pthread.h>
 #include <string.h>
-#include <unistd.h>
 
 static pthread_once_t once = PTHREAD_ONCE_INIT;
 static EVP_MAC *hmac;
@@ -43,20 +42,28 @@ int tl_fetched_hmac_sha256(const unsigned char *key, size_t keylen, const void *
 }
 
 /* 4 KB of the CSPRNG's output at a time: one call instead of one per field. The bytes handed
- * out are wiped from the buffer; a child of fork() (another pid) never reuses its parent's. */
+ * out are wiped from the buffer. A child of fork() starts with an empty buffer (the handler
+ * below runs in the one thread it has, whose buffer is the copied one), so it never reuses its
+ * parent's bytes. */
 static _Thread_local struct {
   unsigned char bytes[4096];
   size_t used;
-  pid_t pid;
 } pool = {.used = sizeof pool.bytes};
+
+static void pool_forget(void) {
+  OPENSSL_cleanse(pool.bytes, sizeof pool.bytes);
+  pool.used = sizeof pool.bytes;
+}
+
+static pthread_once_t atfork_once = PTHREAD_ONCE_INIT;
+static void register_atfork(void) { pthread_atfork(NULL, NULL, pool_forget); }
 
 int tl_fetched_nonce(unsigned char *out, size_t n) {
   if (n > 64) return TL_EIO;
-  pid_t pid = getpid();
-  if (pool.pid != pid || pool.used + n > sizeof pool.bytes) {
+  pthread_once(&atfork_once, register_atfork); /* before the first bytes are drawn */
+  if (pool.used + n > sizeof pool.bytes) {
     if (RAND_bytes(pool.bytes, (int)sizeof pool.bytes) != 1) return TL_EIO;
     pool.used = 0;
-    pool.pid = pid;
   }
   memcpy(out, pool.bytes + pool.used, n);
   OPENSSL_cleanse(pool.bytes + pool.used, n);

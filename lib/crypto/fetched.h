@@ -3,7 +3,7 @@
  * EVP_MAC_fetch do on every call) walks the provider tables with string compares and locks; a
  * profile of a burst of uploads had it, with a 12-byte RAND_bytes per encrypted field, at a
  * fifth of the daemon's CPU. Safe from any thread: the fetches happen once (pthread_once), the
- * nonce buffer is per thread and thrown away in a forked child. */
+ * nonce buffer is per thread and emptied in a forked child (pthread_atfork). */
 #ifndef TL_CRYPTO_FETCHED_H
 #define TL_CRYPTO_FETCHED_H
 

@@ -9,6 +9,7 @@
 #include "base/buf.h"
 #include "crypto/keys.h"
 #include "crypto/digest.h"
+#include "crypto/fetched.h"
 #include "crypto/pii.h"
 #include "domain/validate.h"
 
@@ -16,6 +17,8 @@
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <sys/wait.h>
+#include <unistd.h>
 
 #define N(a) (sizeof(a) / sizeof((a)[0]))
 
@@ -263,6 +266,33 @@ static void test_digest_known_answer(void **state) {
   tl_keys_dispose(&k1);
 }
 
+/* GCM nonces come from a buffer: a forked child must not hand out the bytes its parent will
+ * (a nonce used twice under one key breaks GCM). Parent and child each draw the nonce after
+ * the fork; they must differ. */
+static void test_nonce_after_fork(void **state) {
+  (void)state;
+  unsigned char first[12], mine[12], theirs[12];
+  assert_int_equal(tl_fetched_nonce(first, sizeof first), 0); /* the buffer is full now */
+  int fds[2];
+  assert_int_equal(pipe(fds), 0);
+  pid_t pid = fork();
+  assert_true(pid >= 0);
+  if (pid == 0) {
+    unsigned char n[12];
+    int ok = tl_fetched_nonce(n, sizeof n) == 0 && write(fds[1], n, sizeof n) == (ssize_t)sizeof n;
+    _exit(ok ? 0 : 1);
+  }
+  assert_int_equal(tl_fetched_nonce(mine, sizeof mine), 0);
+  assert_int_equal(read(fds[0], theirs, sizeof theirs), (ssize_t)sizeof theirs);
+  int status = 0;
+  assert_int_equal(waitpid(pid, &status, 0), pid);
+  assert_true(WIFEXITED(status) && WEXITSTATUS(status) == 0);
+  assert_memory_not_equal(mine, theirs, sizeof mine);
+  assert_memory_not_equal(first, mine, sizeof mine);
+  close(fds[0]);
+  close(fds[1]);
+}
+
 static void test_lookup_hmac(void **state) {
   (void)state;
   tl_keys_t k1, k12, kb;
@@ -320,6 +350,7 @@ int main(void) {
       cmocka_unit_test(test_tampering),   cmocka_unit_test(test_key_ids_and_rotation),
       cmocka_unit_test(test_lookup_hmac),
       cmocka_unit_test(test_digest_known_answer),
+      cmocka_unit_test(test_nonce_after_fork),
   };
   return cmocka_run_group_tests(tests, NULL, NULL);
 }
