@@ -64,12 +64,17 @@ void tl__api_metrics(tl_http_exchange_t *x, void *ctx) {
         "# TYPE tubeloop_ingest_queued_events gauge\ntubeloop_ingest_queued_events %ld\n"
         "# HELP tubeloop_ingest_oldest_wait_seconds How long the oldest waiting batch has waited.\n"
         "# TYPE tubeloop_ingest_oldest_wait_seconds gauge\ntubeloop_ingest_oldest_wait_seconds %.3f\n"
+        "# HELP tubeloop_ingest_groups_total Groups of batches written, by the write they went "
+        "to: full, or plain (tubes opened and sampled only).\n"
+        "# TYPE tubeloop_ingest_groups_total counter\ntubeloop_ingest_groups_total{write=\"full\"} %llu\n"
+        "tubeloop_ingest_groups_total{write=\"plain\"} %llu\n"
         "# HELP tubeloop_process_info The process that answered: every figure above is its own "
         "(with --workers, one of several).\n"
         "# TYPE tubeloop_process_info gauge\ntubeloop_process_info{pid=\"%d\"} 1\n",
         st.size, st.connected, st.busy, st.waiting, st.reconnects,
         api->server ? tl_http_server_connections(api->server) : (size_t)0, tl__ingest_queued(api),
-        tl__ingest_oldest_wait(api), (int)getpid());
+        tl__ingest_oldest_wait(api), tl__ingest_written(api, 0), tl__ingest_written(api, 1),
+        (int)getpid());
   if (rc == 0)
     tl_http_reply(x, 200, "text/plain; version=0.0.4; charset=utf-8", "", b.data, b.len);
   else

@@ -74,12 +74,17 @@ void tl__batch_finish(tl__batch_t *b, int status);
 /* Queues the batch for the next group; it is answered later. Refused (503 overloaded) when the
  * queue is full in events or in time. */
 void tl__ingest_submit(tl_api_t *api, tl__batch_t *b);
-/* 1 when the queue is full in time (--ingest-max-wait): a request can be refused before its
- * body is decoded, which under overload is most of the daemon's work for it. */
-int tl__ingest_busy(const tl_api_t *api);
+/* 1 when a batch of this many events would be refused now: the queue is full in time
+ * (--ingest-max-wait) or in events. A request can then be refused before its body is
+ * decoded, which under overload is most of the daemon's work for it (events: an estimate
+ * from the body's text, 0 when unknown). */
+int tl__ingest_busy(const tl_api_t *api, long events);
 /* Events waiting in this daemon's queue, and how long the oldest waiting batch has waited in
  * seconds (0 when none waits), for /metrics. */
 long tl__ingest_queued(const tl_api_t *api);
 double tl__ingest_oldest_wait(const tl_api_t *api);
+/* Groups sent to the database by tl_write (plain 0) or, opening and sampling tubes only, by
+ * tl_write_plain (plain 1; it may still hand one to tl_write), for /metrics. */
+unsigned long long tl__ingest_written(const tl_api_t *api, int plain);
 
 #endif

@@ -32,10 +32,13 @@ Two fixed cases pin down what the property test finds, each replayed in two arri
 box while its own site's phone uploads last. ConcurrentDevices sends a pooled positive and the
 single-tube result of its person at the same moment on two connections: requests in flight
 together are an arrival order too, and must end as they do one after the other.
+PlainGroups checks the short write of groups that only open and sample tubes (sql/025): a person
+with a follow-up, or sampled again, handed to the whole write, and which groups went which way.
 """
 import json
 import os
 import random
+import re
 import sys
 import threading
 import time
@@ -286,7 +289,51 @@ STATS_SQL = ("SELECT coalesce(jsonb_agg(to_jsonb(s) - 'updated_at' ORDER BY s.ro
              " FROM stats s")
 
 
-class Convergence(unittest.TestCase):
+class WholeDerivation:
+    """The check shared by the property test and the plain groups: what the writes left equals
+    a derivation of everything at once."""
+
+    def check_rederived(self, env, where):
+        """Follow-ups, person statuses and open anomalies as the writes left them equal a
+        derivation of every tube, box and person at once (tl_refresh over all of them, rolled
+        back): what each write skipped as unchanged (sql/020, sql/023) really was."""
+        db = env.db
+        derived = ("SELECT jsonb_build_array("
+                   "(SELECT coalesce(jsonb_agg(to_jsonb(f) ORDER BY f.tube, f.person), '[]') FROM followups f),"
+                   "(SELECT coalesce(jsonb_agg(to_jsonb(r) ORDER BY r.person, r.round), '[]') FROM person_rounds r),"
+                   "(%s))" % SNAPSHOT_SQL["open_anomalies"])
+        db.psql("BEGIN")
+        try:
+            db.psql("LOCK TABLE stats_delta IN EXCLUSIVE MODE")  # the sweep's writes wait
+            kept = db.json(derived)
+            db.psql("SELECT count(*) FROM tl_refresh(ARRAY(SELECT code FROM tubes), ARRAY(SELECT code FROM boxes),"
+                    " ARRAY(SELECT code FROM tubes))")
+            whole = db.json(derived)
+        finally:
+            db.psql("ROLLBACK")
+        for name, a, b in zip(("follow-ups", "person statuses", "open anomalies"), kept, whole):
+            self.assertEqual(a, b, "%s: %s differ from a whole derivation:\n%s" % (where, name, self.diff(b, a)))
+
+    @staticmethod
+    def diff(a, b):
+        """The first differing items of two snapshot parts, for the failure message."""
+        if isinstance(a, dict):
+            keys = sorted(set(a) | set(b))
+            out = [("%s:\n  run 0: %s\n  this:  %s" % (k, json.dumps(a.get(k), ensure_ascii=False),
+                                                       json.dumps(b.get(k), ensure_ascii=False)))
+                   for k in keys if a.get(k) != b.get(k)]
+        else:
+            out = []
+            for i in range(max(len(a), len(b))):
+                x = a[i] if i < len(a) else None
+                y = b[i] if i < len(b) else None
+                if x != y:
+                    out.append("  run 0: %s\n  this:  %s" % (json.dumps(x, ensure_ascii=False),
+                                                            json.dumps(y, ensure_ascii=False)))
+        return "\n".join(out[:6])[:6000]
+
+
+class Convergence(WholeDerivation, unittest.TestCase):
 
     @classmethod
     def setUpClass(cls):
@@ -381,27 +428,6 @@ class Convergence(unittest.TestCase):
         self.assertEqual(folded, recounted, "%s: roll-ups differ from a re-count:\n%s"
                          % (where, self.diff(recounted, folded)))
 
-    def check_rederived(self, env, where):
-        """Follow-ups, person statuses and open anomalies as the writes left them equal a
-        derivation of every tube, box and person at once (tl_refresh over all of them, rolled
-        back): what each write skipped as unchanged (sql/020, sql/023) really was."""
-        db = env.db
-        derived = ("SELECT jsonb_build_array("
-                   "(SELECT coalesce(jsonb_agg(to_jsonb(f) ORDER BY f.tube, f.person), '[]') FROM followups f),"
-                   "(SELECT coalesce(jsonb_agg(to_jsonb(r) ORDER BY r.person, r.round), '[]') FROM person_rounds r),"
-                   "(%s))" % SNAPSHOT_SQL["open_anomalies"])
-        db.psql("BEGIN")
-        try:
-            db.psql("LOCK TABLE stats_delta IN EXCLUSIVE MODE")  # the sweep's writes wait
-            kept = db.json(derived)
-            db.psql("SELECT count(*) FROM tl_refresh(ARRAY(SELECT code FROM tubes), ARRAY(SELECT code FROM boxes),"
-                    " ARRAY(SELECT code FROM tubes))")
-            whole = db.json(derived)
-        finally:
-            db.psql("ROLLBACK")
-        for name, a, b in zip(("follow-ups", "person statuses", "open anomalies"), kept, whole):
-            self.assertEqual(a, b, "%s: %s differ from a whole derivation:\n%s" % (where, name, self.diff(b, a)))
-
     def check_plan(self, sc, snap, where):
         """The first run against what the generator planned."""
         tubes = {t["code"]: t for t in snap["tubes"]}
@@ -449,25 +475,6 @@ class Convergence(unittest.TestCase):
                                                                       self.diff(first[part], snap[part])))
         if failures:
             self.fail("\n\n".join(failures)[:20000])
-
-    @staticmethod
-    def diff(a, b):
-        """The first differing items of two snapshot parts, for the failure message."""
-        if isinstance(a, dict):
-            keys = sorted(set(a) | set(b))
-            out = [("%s:\n  run 0: %s\n  this:  %s" % (k, json.dumps(a.get(k), ensure_ascii=False),
-                                                       json.dumps(b.get(k), ensure_ascii=False)))
-                   for k in keys if a.get(k) != b.get(k)]
-        else:
-            out = []
-            for i in range(max(len(a), len(b))):
-                x = a[i] if i < len(a) else None
-                y = b[i] if i < len(b) else None
-                if x != y:
-                    out.append("  run 0: %s\n  this:  %s" % (json.dumps(x, ensure_ascii=False),
-                                                            json.dumps(y, ensure_ascii=False)))
-        return "\n".join(out[:6])[:6000]
-
 
 class ArrivalOrder(unittest.TestCase):
     """Two small, fixed cases of the property above, each replayed in two arrival orders
@@ -606,6 +613,69 @@ class ConcurrentDevices(unittest.TestCase):
                              % (len(stuck), self.PAIRS, ", ".join(stuck[:2]),
                                 {s: statuses.count(s) for s in set(statuses)}))
             self.assertEqual(statuses, ["negative"] * self.PAIRS)
+        finally:
+            env.close()
+
+
+class PlainGroups(WholeDerivation, unittest.TestCase):
+    """A group that only opens and samples tubes without seal, box, receipt, result or
+    rejection is sent to tl_write_plain (sql/025), which skips every derivation such a group
+    cannot change. It must hand to the whole write a person with a follow-up (the new single
+    tube is the one the follow-up links to) and a person sampled again in the round
+    (person_repeat opened, attributed, its count kept up). /metrics counts the groups the
+    daemon sent each way."""
+
+    def groups(self, env):
+        r = env.daemon.client(None).get("/metrics")
+        self.assertEqual(r.status, 200)
+        out = {}
+        for kind in ("full", "plain"):
+            m = re.search(r'^tubeloop_ingest_groups_total\{write="%s"\} (\d+)$' % kind, r.text, re.M)
+            self.assertTrue(m, "tubeloop_ingest_groups_total{write=%s} is not in /metrics" % kind)
+            out[kind] = int(m.group(1))
+        return out
+
+    def test_plain_groups(self):
+        env = T.Env("plain")
+        try:
+            c, rng = T.Clock(hours_back=3), random.Random(29)
+            env.make_round(ROUND, pool_size=10, day=c.day())
+            s1, s2, lab = env.client("collector", "S1"), env.client("collector", "S2"), env.client("lab", "L1")
+            p, p2, q = (T.person(T.resident_id(rng)) for _ in range(3))
+            # a pooled positive: p and p2 are called back (follow-ups, not linked yet)
+            s1.send_ok([T.tube_open(c.at(0), "PL-P01", ROUND), T.sample_add(c.at(1), "PL-P01", p),
+                        T.sample_add(c.at(2), "PL-P01", p2), T.tube_seal(c.at(3), "PL-P01", 2)])
+            s1.send_ok([T.box_pack(c.at(5), "PL-B01", ["PL-P01"]), T.box_seal(c.at(6), "PL-B01", "L1", 1)])
+            lab.send_ok([T.box_receive(c.at(20), "PL-B01", ["PL-P01"])])
+            lab.send_ok([T.tube_result(c.at(25), "PL-P01", "positive")])
+            before = self.groups(env)
+            self.assertGreaterEqual(before["full"], 4, before)
+
+            # p's single tube, opened and sampled in two plain groups: the follow-up links to it
+            s1.send_ok([T.tube_open(c.at(30), "PL-S01", ROUND, 1)])
+            s1.send_ok([T.sample_add(c.at(31), "PL-S01", p)])
+            fus = {f["linked_tube"] for f in env.admin.followups(state="all").json["followups"]}
+            self.assertIn("PL-S01", fus, "the follow-up of a person sampled again in a plain group "
+                          "does not link to the new single tube")
+            self.check_rederived(env, "after p's single-tube sample")
+
+            # q sampled at two sites, then a third time: person_repeat, opened by the second
+            # sample and counting every sample, all in plain groups
+            s1.send_ok([T.tube_open(c.at(40), "PL-TA1", ROUND), T.sample_add(c.at(41), "PL-TA1", q)])
+            second = s2.send_ok([T.tube_open(c.at(42), "PL-TB1", ROUND), T.sample_add(c.at(43), "PL-TB1", q)])
+            self.assertEqual(second[1].get("anomalies"), ["person_repeat"], second)
+            s1.send_ok([T.tube_open(c.at(44), "PL-TC1", ROUND)])
+            s1.send_ok([T.sample_add(c.at(45), "PL-TC1", q)])
+            row = env.db.json("SELECT jsonb_build_array(a.detail, a.site, e.id, e.anomalies) FROM anomalies a"
+                              " JOIN events e ON e.id = a.opened_by"
+                              " WHERE a.type = 'person_repeat' AND a.state = 'open'")
+            self.assertEqual(row, [{"samples": 3}, "S1", second[1]["id"], ["person_repeat"]])
+            self.check_rederived(env, "after q's third sample")
+
+            after = self.groups(env)
+            self.assertEqual((after["plain"] - before["plain"], after["full"] - before["full"]), (6, 0),
+                             "groups written plain and full by the six requests that only open and "
+                             "sample (before %s, after %s)" % (before, after))
         finally:
             env.close()
 
