@@ -15,7 +15,11 @@ is refused at once, and after the lock goes everything waiting is stored and the
 batch goes through when sent again. (With the bound off, the new batch waits behind the lock
 too: the test then fails on its 30 s read timeout.) The refusal costs no database round trip:
 the session also holds the tokens table when the new batch comes, and the refusal is still
-immediate (a token lookup first would wait for the lock)."""
+immediate (a token lookup first would wait for the lock).
+
+QueueFull: the same with the queue full in events (TUBELOOP_INGEST_QUEUE=5, no wait bound): a
+batch that would overfill it is refused at once too, its events counted from the body's text
+before any decoding."""
 import http.client
 import json
 import random
@@ -104,15 +108,12 @@ class Overload(unittest.TestCase):
         self.assertEqual(env.db.count("samples"), SENDERS * 180)
 
 
-class MaxWait(unittest.TestCase):
-
-    @classmethod
-    def setUpClass(cls):
-        cls.env = T.Env("maxwait", extra_env={"TUBELOOP_INGEST_MAX_WAIT": "0.3"})
-
-    @classmethod
-    def tearDownClass(cls):
-        cls.env.close()
+class HeldQueue:
+    """The refusal before any database round trip, on a daemon whose writes are held: a session
+    holds the events table so that no write can finish, two groups wait in the database, batch
+    C waits in the queue until the bound acts; then the session also holds the tokens table,
+    and batch D must still be refused at once (a token lookup first would wait for the lock).
+    After the lock goes everything waiting is stored, and D goes through when sent again."""
 
     def gauge(self, name):
         r = self.env.daemon.client(None).get("/metrics")
@@ -121,11 +122,12 @@ class MaxWait(unittest.TestCase):
         self.assertTrue(m, name + " is not in /metrics")
         return float(m.group(1))
 
-    def test_a_batch_behind_a_long_wait_is_refused_at_once(self):
+    def refused_at_once(self, prefix, c_events, past_bound, what):
         env, clock = self.env, T.Clock()
         env.make_round(ROUND)
         token = env.make_token("collector", "S1")[1]
-        batches = {k: [T.tube_open(clock.at(i), "MW-%s-01" % k, ROUND)] for i, k in enumerate("ABCD")}
+        batches = {k: [T.tube_open(clock.at(i), "%s-%s-01" % (prefix, k), ROUND)] for i, k in enumerate("ABD")}
+        batches["C"] = [T.tube_open(clock.at(10 + i), "%s-C-%02d" % (prefix, i), ROUND) for i in range(c_events)]
         answers = {}
 
         def send(k):
@@ -148,11 +150,11 @@ class MaxWait(unittest.TestCase):
                 threads.append(threading.Thread(target=send, args=(k,)))
                 threads[-1].start()
                 T.wait_for(lambda: writes_waiting() == n, "%d stuck writes" % n, 20, 0.02)
-            # C waits in the queue, and keeps waiting past the bound
+            # C waits in the queue until the bound acts
             threads.append(threading.Thread(target=send, args=("C",)))
             threads[-1].start()
-            T.wait_for(lambda: self.gauge("tubeloop_ingest_queued_events") == 1, "C queued", 20, 0.02)
-            T.wait_for(lambda: self.gauge("tubeloop_ingest_oldest_wait_seconds") > 0.35, "C's wait past 0.3 s", 20, 0.02)
+            T.wait_for(lambda: self.gauge("tubeloop_ingest_queued_events") == c_events, "C queued", 20, 0.02)
+            T.wait_for(past_bound, what, 20, 0.02)
             # D must be refused without a database round trip: not even the token lookup,
             # which would now wait for the tokens table as long as it is held
             holder.stdin.write("LOCK TABLE tokens IN ACCESS EXCLUSIVE MODE;\nSELECT 'tokens held';\n")
@@ -179,12 +181,44 @@ class MaxWait(unittest.TestCase):
             th.join(60)
         for k in "ABC":
             self.assertEqual(answers[k].status, 200, answers[k].text)
-            self.assertEqual([x["status"] for x in answers[k].json["results"]], ["accepted"])
+            self.assertEqual({x["status"] for x in answers[k].json["results"]}, {"accepted"})
         self.assertEqual(self.gauge("tubeloop_ingest_queued_events"), 0)
-        self.assertEqual(env.db.count("events", "tube LIKE 'MW-%'"), 3)
+        self.assertEqual(env.db.count("events", "tube LIKE '%s-%%'" % prefix), 2 + c_events)
         env.daemon.client(token).send_ok(batches["D"])
-        self.assertEqual(sorted(r[0] for r in env.db.psql("SELECT tube FROM events WHERE tube LIKE 'MW-%'")),
-                         ["MW-%s-01" % k for k in "ABCD"])
+        self.assertEqual(env.db.count("events", "tube LIKE '%s-D-%%'" % prefix), 1)
+
+
+class MaxWait(HeldQueue, unittest.TestCase):
+    """The queue full in time: C has waited longer than --ingest-max-wait (0.3 s). (With the
+    bound off, D waits behind the lock too: the test then fails on its 30 s read timeout.)"""
+
+    @classmethod
+    def setUpClass(cls):
+        cls.env = T.Env("maxwait", extra_env={"TUBELOOP_INGEST_MAX_WAIT": "0.3"})
+
+    @classmethod
+    def tearDownClass(cls):
+        cls.env.close()
+
+    def test_a_batch_behind_a_long_wait_is_refused_at_once(self):
+        self.refused_at_once("MW", 1, lambda: self.gauge("tubeloop_ingest_oldest_wait_seconds") > 0.35,
+                             "C's wait past 0.3 s")
+
+
+class QueueFull(HeldQueue, unittest.TestCase):
+    """The queue full in events: C's 5 events fill --ingest-queue 5 (no wait bound), and D is
+    refused before its body is decoded, its events counted from the text."""
+
+    @classmethod
+    def setUpClass(cls):
+        cls.env = T.Env("queuefull", extra_env={"TUBELOOP_INGEST_QUEUE": "5", "TUBELOOP_INGEST_MAX_WAIT": "0"})
+
+    @classmethod
+    def tearDownClass(cls):
+        cls.env.close()
+
+    def test_a_batch_that_would_overfill_the_queue_is_refused_at_once(self):
+        self.refused_at_once("QF", 5, lambda: True, "C queued")
 
 
 if __name__ == "__main__":
