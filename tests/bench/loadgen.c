@@ -291,6 +291,9 @@ static void ready_push(ingest_t *g, int s) {
   if (q->busy || q->queued || q->head == q->n) return;
   q->queued = 1;
   g->ready[(g->rhead + g->rcount++) % g->nsenders] = s;
+  /* one waiting worker per ready sender: a broadcast would wake all of them (256 in the
+   * burst) for each answer, and that herd's CPU would count against the server's goodput */
+  pthread_cond_signal(&g->cv);
 }
 
 static void chain_release(ingest_t *g, int chain) {
@@ -457,7 +460,8 @@ static void *ingest_worker(void *arg) {
     }
     g->q[s].busy = 0;
     ready_push(g, s);
-    pthread_cond_broadcast(&g->cv);
+    /* the end, or nothing in flight: every waiting worker must look (done, or stuck) */
+    if (g->done >= g->total || g->inflight == 0) pthread_cond_broadcast(&g->cv);
   }
   bb_lat_merge(&g->lat, &lat);
   pthread_cond_broadcast(&g->cv);

@@ -169,7 +169,9 @@ static void civil_from_days(long z, int *y, int *m, int *d) {
 void bm_resident_id(int block, long i, char out[19]) {
   static const int weight[17] = {7, 9, 10, 5, 8, 4, 2, 1, 6, 3, 7, 9, 10, 5, 8, 4, 2};
   static const char check[] = "10X98765432";
-  const long space = ID_DAYS * ID_SEQS; /* 29,170,800 numbers per block */
+  const long space = ID_DAYS * ID_SEQS; /* 29,170,800 numbers per region */
+  /* Blocks past the regions reuse them with persons further on: 7 x 18 blocks of 4 M persons. */
+  i += (long)(block / NBLOCKS % 7) * 4000000L;
   /* A bijection of [0, space): 7919 is prime and divides neither 2, 3, 5, 37 nor 73. */
   long k = (long)(((unsigned long long)(i % space) * 7919ULL + 12345ULL) % (unsigned long long)space);
   int y, m, d;

@@ -59,7 +59,7 @@ const char *bm_township_name(int k, char *buf, size_t cap);
 typedef struct {
   uint64_t seed;
   const char *tag;       /* prefix of every tube and box code of this workload (1-6 of A-Za-z0-9) */
-  int person_block;      /* which block of synthetic persons (0-17), so workloads never share one */
+  int person_block;      /* which block of synthetic persons (0-125, 4 M each), so workloads never share one */
   int64_t base_ms;       /* time of the first event, Unix ms */
   int boxes_per_site;    /* pooled boxes of 50 tubes per site */
   int sites;             /* this many sites of the registry take part (0 = all from site_offset on) */
