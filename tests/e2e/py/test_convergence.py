@@ -476,6 +476,7 @@ class Convergence(WholeDerivation, unittest.TestCase):
         if failures:
             self.fail("\n\n".join(failures)[:20000])
 
+
 class ArrivalOrder(unittest.TestCase):
     """Two small, fixed cases of the property above, each replayed in two arrival orders
     (the site's phone first, or the courier's and the lab's first): what an official sees
