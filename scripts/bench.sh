@@ -453,10 +453,18 @@ psql_q "DROP TABLE copy_ceiling, copy_naive" >/dev/null
 # ---------------------------------------------------------------------------------------------
 # 5 single-scan latency and single-event throughput
 
+# The comparison phases wrote their tables and WAL (hundreds of MB in full mode) and dropped the
+# tables: flushed here, so that their writeback does not land on the latency phase's commits.
+psql_q "CHECKPOINT" >/dev/null
+sync
 say "5 single-scan: 1 event per request, open loop at 1000 requests/s over 50 connections, $SINGLE_S s"
+cpu_mark
+PG_LOG_MARK=$(wc -l <"$PG_DIR/log")
 # shellcheck disable=SC2046
 run "$LOADGEN" single $(common) --seed $SEED --tag s --block 1 --boxes 1 --rate 1000 --conns 50 \
   --seconds "$SINGLE_S" | grab
+cpu_report "single-scan" "${R[single.cpu_s]}"
+pg_log_since "$PG_LOG_MARK"
 alive
 say "5b single-event throughput: 1 event per request, closed loop over 64 connections, 10 s"
 cpu_mark
