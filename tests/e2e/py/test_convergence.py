@@ -33,7 +33,8 @@ box while its own site's phone uploads last. ConcurrentDevices sends a pooled po
 single-tube result of its person at the same moment on two connections: requests in flight
 together are an arrival order too, and must end as they do one after the other.
 PlainGroups checks the short write of groups that only open and sample tubes (sql/025): a person
-with a follow-up, or sampled again, handed to the whole write, and which groups went which way.
+with a follow-up, or sampled again, handed to the whole write, also when two such groups sample
+one person at the same moment, and which groups went which way.
 """
 import json
 import os
@@ -677,6 +678,53 @@ class PlainGroups(WholeDerivation, unittest.TestCase):
             self.assertEqual((after["plain"] - before["plain"], after["full"] - before["full"]), (6, 0),
                              "groups written plain and full by the six requests that only open and "
                              "sample (before %s, after %s)" % (before, after))
+        finally:
+            env.close()
+
+    PAIRS = 20
+
+    def test_one_person_at_two_sites_at_once(self):
+        """Two plain groups in flight together, each sampling the same person at another site:
+        neither may take the other for absent. Exactly one person_repeat per person, named in
+        exactly one of the two answers."""
+        env = T.Env("plain2")
+        try:
+            c, rng = T.Clock(hours_back=3), random.Random(31)
+            env.make_round(ROUND, pool_size=10, day=c.day())
+            s1, s2 = env.client("collector", "S1"), env.client("collector", "S2")
+            persons = [T.person(T.resident_id(rng)) for _ in range(self.PAIRS)]
+            s1.send_ok([T.tube_open(c.at(0), "PL-X%03d" % k, ROUND) for k in range(self.PAIRS)])
+            s2.send_ok([T.tube_open(c.at(0), "PL-Y%03d" % k, ROUND) for k in range(self.PAIRS)])
+            conns = [env.daemon.client(env.tokens[("collector", s)][1]) for s in ("S1", "S2")]
+            answers, errors = {}, []
+
+            def send(cl, k, e, gate):
+                gate.wait()
+                try:
+                    r = cl.post("/v1/events", {"events": [e]})
+                    if r.status != 200 or r.json["results"][0]["status"] != "accepted":
+                        errors.append(r.text)
+                    else:
+                        answers[(k, e["tube"])] = r.json["results"][0]["anomalies"]
+                except Exception as x:  # noqa: BLE001 - reported below
+                    errors.append(repr(x))
+
+            for k, p in enumerate(persons):
+                gate = threading.Barrier(2)
+                th = [threading.Thread(target=send, args=(conns[0], k, T.sample_add(c.at(10), "PL-X%03d" % k, p), gate)),
+                      threading.Thread(target=send, args=(conns[1], k, T.sample_add(c.at(11), "PL-Y%03d" % k, p), gate))]
+                for t in th:
+                    t.start()
+                for t in th:
+                    t.join()
+            self.assertEqual(errors, [])
+            named = [k for k in range(self.PAIRS)
+                     if sorted(map(tuple, (answers[(k, "PL-X%03d" % k)], answers[(k, "PL-Y%03d" % k)])))
+                     == [(), ("person_repeat",)]]
+            self.assertEqual(len(named), self.PAIRS, "pairs where exactly one answer names person_repeat: %d of %d"
+                             % (len(named), self.PAIRS))
+            self.assertEqual(env.db.count("anomalies", "type = 'person_repeat' AND state = 'open'"), self.PAIRS)
+            self.check_rederived(env, "after %d pairs sampled at once" % self.PAIRS)
         finally:
             env.close()
 
