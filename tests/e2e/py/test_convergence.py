@@ -280,9 +280,13 @@ SNAPSHOT_SQL = {
     "open_anomalies": "SELECT coalesce(jsonb_agg(jsonb_build_array(a.subject, a.type, a.region)"
                       " ORDER BY a.subject, a.type), '[]') FROM anomalies a"
                       " WHERE a.state IN ('open', 'acknowledged') AND a.type NOT LIKE 'overdue%'",
-    # the dashboards' roll-ups (folded first), but for the wall-clock overdue_* anomalies
-    "stats": "SELECT coalesce(jsonb_agg(to_jsonb(s) - 'updated_at' - 'overdue'"
-             " || jsonb_build_object('anomalies_open', s.anomalies_open - s.overdue)"
+    # the dashboards' roll-ups (folded first), but for the wall-clock overdue_* anomalies, in
+    # the row and in its stored answer (sql/016): the first sweep comes a second after the
+    # daemon starts, so whether a run had any depends on how long it took
+    "stats": "SELECT coalesce(jsonb_agg(to_jsonb(s) - 'updated_at' - 'overdue' - 'answer'"
+             " || jsonb_build_object('anomalies_open', s.anomalies_open - s.overdue,"
+             " 'answer', s.answer - 'overdue' || jsonb_build_object('anomalies_open',"
+             " (s.answer ->> 'anomalies_open')::int - s.overdue))"
              " ORDER BY s.round, s.code), '[]') FROM stats s",
 }
 # every figure of every roll-up, to compare the folded deltas with a re-count
