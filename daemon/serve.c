@@ -122,6 +122,7 @@ int tl_serve(const tl_config_t *cfg) {
   d.api.transit_default_min = cfg->transit_default_min;
   d.api.ingest_queue_max = cfg->ingest_queue;
   d.api.ingest_max_wait_ms = cfg->ingest_max_wait_ms;
+  d.api.ingest_second_group = cfg->ingest_second_group;
   static tl_limit_t per_token, per_address; /* big tables: not on the stack */
   tl_limit_init(&per_token, cfg->rate_token, 2.0 * cfg->rate_token);
   tl_limit_init(&per_address, cfg->rate_address, 2.0 * cfg->rate_address);

@@ -21,6 +21,7 @@ typedef struct {
   int transit_default_min;    /* arrival estimate when a route has no history */
   long ingest_queue_max;      /* events waiting for group commit before 503 (0: default) */
   int ingest_max_wait_ms;     /* the oldest waiting batch's wait before new ones get 503 (0: off) */
+  int ingest_second_group;    /* events waiting before a second group starts (0: the default) */
   struct tl_live_s *live;     /* the live stats hub (SSE), or NULL */
   void *ingest;               /* the group-commit queue (ingest.c), made on first use */
   void *per_token;            /* tl_limit_t: requests per token (limit.h), or NULL */

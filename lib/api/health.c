@@ -75,6 +75,7 @@ void tl__api_metrics(tl_http_exchange_t *x, void *ctx) {
         api->server ? tl_http_server_connections(api->server) : (size_t)0, tl__ingest_queued(api),
         tl__ingest_oldest_wait(api), tl__ingest_written(api, 0), tl__ingest_written(api, 1),
         (int)getpid());
+  if (rc == 0) rc = tl__ingest_render_metrics(api, &b);
   if (rc == 0)
     tl_http_reply(x, 200, "text/plain; version=0.0.4; charset=utf-8", "", b.data, b.len);
   else

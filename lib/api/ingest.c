@@ -13,6 +13,7 @@
 #include "base/log.h"
 #include "base/strmap.h"
 #include "domain/validate.h"
+#include "metrics/metrics.h"
 
 #include <uv.h>
 
@@ -33,7 +34,16 @@ typedef struct {
   tl_world_t world;
   tl_strmap_t accepted;    /* event id -> the slot that accepted it (apply_all) */
   tl_db_conn_t *conn;
+  uint64_t mark_ns;        /* when the step under way began (/metrics) */
 } group_t;
+
+/* The steps of a group, timed for /metrics: a batch's wait in the queue, then the group's
+ * transaction step by step (the rules: the C between tl_load and the write). */
+enum {
+  STEP_QUEUE, STEP_ACQUIRE, STEP_BEGIN, STEP_LOAD, STEP_RULES, STEP_WRITE, STEP_COMMIT, NSTEPS
+};
+static const char *const step_names[NSTEPS] = {"queue", "acquire", "begin", "load",
+                                               "rules", "write",   "commit"};
 
 /* The per-daemon queue. */
 typedef struct {
@@ -41,11 +51,22 @@ typedef struct {
   long queued;             /* events waiting */
   int inflight;            /* groups in the database */
   unsigned long long written[2]; /* groups written by tl_write, by tl_write_plain (/metrics) */
+  tl_histogram_t steps[NSTEPS];
 } ingest_t;
 
 /* At most this many groups at once: the others queue up and join bigger groups, and the
  * pool keeps connections free for queries. */
 #define MAX_INFLIGHT 2
+
+/* A second group only for a queue worth it: --ingest-second-group events waiting (default
+ * SECOND_GROUP_EVENTS), or a batch that has waited SECOND_GROUP_WAIT_MS (looked at when a
+ * batch arrives or a group ends). A group costs PostgreSQL ~2 ms whatever its size, so a
+ * trickle of single scans written two groups at a time paid that twice as often: at 1,000
+ * requests/s the machine was ~20 points busier for no shorter wait. Batches of 100 and deep
+ * queues still get two groups at once, which batched ingest needs (one at a time: ~35 % fewer
+ * events/s). docs/PERFORMANCE.md, sixth update. */
+#define SECOND_GROUP_EVENTS 32
+#define SECOND_GROUP_WAIT_MS 20
 
 static ingest_t *queue_of(tl_api_t *api) {
   if (api->ingest == NULL) api->ingest = calloc(1, sizeof(ingest_t));
@@ -67,9 +88,30 @@ unsigned long long tl__ingest_written(const tl_api_t *api, int plain) {
   return q ? q->written[plain != 0] : 0;
 }
 
+int tl__ingest_render_metrics(const tl_api_t *api, tl_buf_t *out) {
+  static const tl_histogram_t none;
+  const ingest_t *q = api->ingest;
+  int rc = tl_buf_appendf(out, "# HELP tubeloop_ingest_step_seconds Group commit, step by step: "
+                               "a batch's wait in the queue, then each step of its group's "
+                               "transaction.\n# TYPE tubeloop_ingest_step_seconds histogram\n");
+  char label[32];
+  for (int i = 0; i < NSTEPS && rc == 0; i++) {
+    snprintf(label, sizeof label, "step=\"%s\"", step_names[i]);
+    rc = tl_histogram_render(q ? &q->steps[i] : &none, "tubeloop_ingest_step_seconds", label, out);
+  }
+  return rc;
+}
+
 static void ingest_pump(tl_api_t *api);
 
 /* ---------- the transaction ---------- */
+
+/* The step under way ended now: time it, and the next one starts. */
+static void step_timed(group_t *g, int step) {
+  uint64_t now = uv_hrtime();
+  tl_histogram_observe(&queue_of(g->api)->steps[step], (double)(now - g->mark_ns) / 1e9);
+  g->mark_ns = now;
+}
 
 static void step_commit_done(void *arg, int status, const tl_db_result_t *res);
 static void group_finish(group_t *g, int status);
@@ -429,6 +471,7 @@ static void step_write_done(void *arg, int status, const tl_db_result_t *res) {
     group_fail(g, status, res, "write");
     return;
   }
+  step_timed(g, STEP_WRITE);
   for (int r = 0; r < tl_db_result_rows(res); r++) {
     const char *ev = tl_db_result_value(res, r, 0), *type = tl_db_result_value(res, r, 1);
     int i = ev && type ? tl_strmap_get(&g->accepted, ev) : -1;
@@ -451,6 +494,7 @@ static void step_commit_done(void *arg, int status, const tl_db_result_t *res) {
     group_fail(g, status, res, "commit");
     return;
   }
+  step_timed(g, STEP_COMMIT);
   group_finish(g, 0);
 }
 
@@ -460,6 +504,7 @@ static void step_load_done(void *arg, int status, const tl_db_result_t *res) {
     group_fail(g, status, res, "load");
     return;
   }
+  step_timed(g, STEP_LOAD);
   cJSON *stored = NULL;
   int rc = load_world(g, tl_db_result_value(res, 0, 0), &stored);
   if (rc != 0) {
@@ -478,6 +523,7 @@ static void step_load_done(void *arg, int status, const tl_db_result_t *res) {
     group_fail(g, TL_ENOMEM, NULL, "build");
     return;
   }
+  step_timed(g, STEP_RULES);
   if (naccepted == 0) {
     /* Nothing new: end the transaction (its locks) and answer. */
     free(text);
@@ -502,6 +548,7 @@ static void step_begin_done(void *arg, int status, const tl_db_result_t *res) {
     group_fail(g, status, res, "begin");
     return;
   }
+  step_timed(g, STEP_BEGIN);
   tl_buf_t locks, ids, tubes, boxes, rounds, labs, persons;
   tl_buf_t *all[] = {&locks, &ids, &tubes, &boxes, &rounds, &labs, &persons};
   int rc = 0;
@@ -557,6 +604,7 @@ static void step_acquired(void *arg, int status, tl_db_conn_t *conn) {
     return;
   }
   g->conn = conn;
+  step_timed(g, STEP_ACQUIRE);
   int rc = tl_db_conn_exec(conn, "BEGIN", 0, NULL, step_begin_done, g);
   if (rc != 0) group_fail(g, rc, NULL, "begin");
 }
@@ -618,10 +666,18 @@ static void group_fail(group_t *g, int status, const tl_db_result_t *res, const 
   group_finish(g, status);
 }
 
+/* Whether the queue's head may start a group now. */
+static int group_due(const tl_api_t *api, const ingest_t *q) {
+  if (q->head == NULL || q->inflight >= MAX_INFLIGHT) return 0;
+  long enough = api->ingest_second_group > 0 ? api->ingest_second_group : SECOND_GROUP_EVENTS;
+  return q->inflight == 0 || q->queued >= enough ||
+         uv_hrtime() - q->head->queued_ns >= (uint64_t)SECOND_GROUP_WAIT_MS * 1000000u;
+}
+
 /* Starts groups while there is room. */
 static void ingest_pump(tl_api_t *api) {
   ingest_t *q = queue_of(api);
-  while (q && q->head && q->inflight < MAX_INFLIGHT) {
+  while (q && group_due(api, q)) {
     group_t *g = calloc(1, sizeof *g);
     int cap = 0, total = 0;
     for (tl__batch_t *b = q->head; b && (cap == 0 || (!b->solo && total + b->n <= TL__GROUP_EVENTS));
@@ -637,12 +693,14 @@ static void ingest_pump(tl_api_t *api) {
       return; /* out of memory: try again with the next request */
     }
     g->api = api;
+    g->mark_ns = uv_hrtime();
     tl_world_init(&g->world);
     for (int i = 0; i < cap; i++) {
       tl__batch_t *b = q->head;
       q->head = b->next;
       if (q->head == NULL) q->tail = NULL;
       q->queued -= b->n;
+      tl_histogram_observe(&q->steps[STEP_QUEUE], (double)(g->mark_ns - b->queued_ns) / 1e9);
       b->next = NULL;
       g->batches[g->nbatches++] = b;
       for (int k = 0; k < b->n; k++) {

@@ -11,6 +11,7 @@
 #define TL_API_INGEST_H
 
 #include "api/api.h"
+#include "base/buf.h"
 #include "domain/custody.h"
 
 #include <cjson/cJSON.h>
@@ -86,5 +87,7 @@ double tl__ingest_oldest_wait(const tl_api_t *api);
 /* Groups sent to the database by tl_write (plain 0) or, opening and sampling tubes only, by
  * tl_write_plain (plain 1; it may still hand one to tl_write), for /metrics. */
 unsigned long long tl__ingest_written(const tl_api_t *api, int plain);
+/* Appends the step histograms (tubeloop_ingest_step_seconds) for /metrics. */
+TL_WUR int tl__ingest_render_metrics(const tl_api_t *api, tl_buf_t *out);
 
 #endif

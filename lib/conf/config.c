@@ -74,6 +74,8 @@ static const opt_t options[] = {
      "events waiting for group commit before new batches get 503"},
     {"--ingest-max-wait", "TUBELOOP_INGEST_MAX_WAIT", OPT_MS, F(ingest_max_wait_ms), 0, 3600,
      "seconds the oldest batch may have waited for group commit before new ones get 503 (0: off)"},
+    {"--ingest-second-group", "TUBELOOP_INGEST_SECOND_GROUP", OPT_INT, F(ingest_second_group), 1,
+     1000000, "events waiting before a second group joins the one in the database (1: any)"},
     {"--seal-interval", "TUBELOOP_SEAL_INTERVAL", OPT_MS, F(seal_interval_ms), 1, 3600,
      "seconds between custody chain seals"},
     {"--checkpoint-interval", "TUBELOOP_CHECKPOINT_INTERVAL", OPT_MS, F(checkpoint_interval_ms), 1,
@@ -104,6 +106,7 @@ void tl_config_defaults(tl_config_t *c) {
   c->transit_default_min = 60;
   c->ingest_queue = 10000;
   c->ingest_max_wait_ms = 1000;
+  c->ingest_second_group = 32;
   c->rate_token = 500;
   c->rate_address = 1000;
   c->seal_interval_ms = 2000;

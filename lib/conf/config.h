@@ -51,6 +51,7 @@ typedef struct {
   int transit_default_min;   /* arrival estimate without route history */
   int ingest_queue;          /* events waiting for group commit before 503 */
   int ingest_max_wait_ms;    /* the oldest waiting batch's wait before new batches get 503 */
+  int ingest_second_group;   /* events waiting before a second group joins the one in flight */
   int rate_token;            /* requests per second per token (0: no limit) */
   int rate_address;          /* requests per second per client address (0: no limit) */
   int seal_interval_ms;      /* how often the custody chain's sealer runs */

@@ -27,11 +27,37 @@ void tl_metrics_observe(tl_metrics_t *m, int route, int status, double seconds) 
       break;
     }
   }
+  tl_histogram_observe(&m->latency, seconds);
+}
+
+void tl_histogram_observe(tl_histogram_t *h, double seconds) {
   int b = 0;
   while (b < TL_METRICS_BUCKETS - 1 && seconds > bounds[b]) b++;
-  m->buckets[b]++;
-  m->observations++;
-  m->seconds_sum += seconds;
+  h->buckets[b]++;
+  h->count++;
+  h->sum += seconds;
+}
+
+int tl_histogram_render(const tl_histogram_t *h, const char *name, const char *labels,
+                        tl_buf_t *out) {
+  const char *sep = labels[0] ? "," : "";
+  int rc = 0;
+  uint64_t cum = 0;
+  for (int b = 0; b < TL_METRICS_BUCKETS - 1 && rc == 0; b++) {
+    cum += h->buckets[b];
+    rc = tl_buf_appendf(out, "%s_bucket{%s%sle=\"%g\"} %llu\n", name, labels, sep, bounds[b],
+                        (unsigned long long)cum);
+  }
+  if (rc == 0)
+    rc = tl_buf_appendf(out, "%s_bucket{%s%sle=\"+Inf\"} %llu\n", name, labels, sep,
+                        (unsigned long long)h->count);
+  if (rc == 0 && labels[0])
+    rc = tl_buf_appendf(out, "%s_sum{%s} %.6f\n%s_count{%s} %llu\n", name, labels, h->sum, name,
+                        labels, (unsigned long long)h->count);
+  else if (rc == 0)
+    rc = tl_buf_appendf(out, "%s_sum %.6f\n%s_count %llu\n", name, h->sum, name,
+                        (unsigned long long)h->count);
+  return rc;
 }
 
 uint64_t tl_metrics_count(const tl_metrics_t *m, int route, int status) {
@@ -53,18 +79,7 @@ int tl_metrics_render(const tl_metrics_t *m, tl_buf_t *out) {
     rc = tl_buf_appendf(out, "# HELP tubeloop_http_request_duration_seconds Time from a "
                              "complete request to its queued answer.\n"
                              "# TYPE tubeloop_http_request_duration_seconds histogram\n");
-  uint64_t cum = 0;
-  for (int b = 0; b < TL_METRICS_BUCKETS - 1 && rc == 0; b++) {
-    cum += m->buckets[b];
-    rc = tl_buf_appendf(out, "tubeloop_http_request_duration_seconds_bucket{le=\"%g\"} %llu\n",
-                        bounds[b], (unsigned long long)cum);
-  }
   if (rc == 0)
-    rc = tl_buf_appendf(out,
-                        "tubeloop_http_request_duration_seconds_bucket{le=\"+Inf\"} %llu\n"
-                        "tubeloop_http_request_duration_seconds_sum %.6f\n"
-                        "tubeloop_http_request_duration_seconds_count %llu\n",
-                        (unsigned long long)m->observations, m->seconds_sum,
-                        (unsigned long long)m->observations);
+    rc = tl_histogram_render(&m->latency, "tubeloop_http_request_duration_seconds", "", out);
   return rc;
 }

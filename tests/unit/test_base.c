@@ -66,6 +66,27 @@ static void test_metrics_render(void **state) {
   tl_buf_dispose(&b);
 }
 
+/* A histogram with labels: the label goes before le, and on _sum and _count. */
+static void test_histogram_labels(void **state) {
+  (void)state;
+  tl_histogram_t h;
+  memset(&h, 0, sizeof h);
+  tl_histogram_observe(&h, 0.0007);
+  tl_histogram_observe(&h, 0.03);
+  tl_buf_t b;
+  tl_buf_init(&b);
+  assert_int_equal(tl_histogram_render(&h, "x_seconds", "step=\"load\"", &b), 0);
+  const char *t = tl_buf_cstr(&b);
+  assert_non_null(strstr(t, "x_seconds_bucket{step=\"load\",le=\"0.0005\"} 0\n"));
+  assert_non_null(strstr(t, "x_seconds_bucket{step=\"load\",le=\"0.001\"} 1\n"));
+  assert_non_null(strstr(t, "x_seconds_bucket{step=\"load\",le=\"0.025\"} 1\n"));
+  assert_non_null(strstr(t, "x_seconds_bucket{step=\"load\",le=\"0.05\"} 2\n"));
+  assert_non_null(strstr(t, "x_seconds_bucket{step=\"load\",le=\"+Inf\"} 2\n"));
+  assert_non_null(strstr(t, "x_seconds_sum{step=\"load\"} 0.030700\n"));
+  assert_non_null(strstr(t, "x_seconds_count{step=\"load\"} 2\n"));
+  tl_buf_dispose(&b);
+}
+
 static void test_tokens(void **state) {
   (void)state;
   char a[TL_TOKEN_LEN + 1], b[TL_TOKEN_LEN + 1];
@@ -145,7 +166,8 @@ static void test_keys(void **state) {
 int main(void) {
   const struct CMUnitTest tests[] = {
       cmocka_unit_test(test_json_string_roundtrip), cmocka_unit_test(test_status_texts),
-      cmocka_unit_test(test_metrics_render),        cmocka_unit_test(test_tokens),
+      cmocka_unit_test(test_metrics_render),        cmocka_unit_test(test_histogram_labels),
+      cmocka_unit_test(test_tokens),
       cmocka_unit_test(test_keys),          cmocka_unit_test(test_strmap), cmocka_unit_test(test_fnv1a),
   };
   return cmocka_run_group_tests(tests, NULL, NULL);

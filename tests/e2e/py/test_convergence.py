@@ -569,7 +569,9 @@ class ConcurrentDevices(unittest.TestCase):
     PAIRS = 20
 
     def test_pooled_and_single_results_at_once(self):
-        env = T.Env("concurrent")
+        # a second group for any waiting batch (--ingest-second-group 1): the pair's two
+        # requests are then written by two transactions at once, not one after the other
+        env = T.Env("concurrent", extra_env={"TUBELOOP_INGEST_SECOND_GROUP": "1"})
         try:
             c, rng = T.Clock(hours_back=3), random.Random(13)
             env.make_round(ROUND, pool_size=10, day=c.day())
@@ -691,7 +693,7 @@ class PlainGroups(WholeDerivation, unittest.TestCase):
         """Two plain groups in flight together, each sampling the same person at another site:
         neither may take the other for absent. Exactly one person_repeat per person, named in
         exactly one of the two answers."""
-        env = T.Env("plain2")
+        env = T.Env("plain2", extra_env={"TUBELOOP_INGEST_SECOND_GROUP": "1"})  # as ConcurrentDevices
         try:
             c, rng = T.Clock(hours_back=3), random.Random(31)
             env.make_round(ROUND, pool_size=10, day=c.day())

@@ -19,7 +19,11 @@ immediate (a token lookup first would wait for the lock).
 
 QueueFull: the same with the queue full in events (TUBELOOP_INGEST_QUEUE=5, no wait bound): a
 batch that would overfill it is refused at once too, its events counted from the body's text
-before any decoding."""
+before any decoding.
+
+SecondGroup: while one group is in the database, a second starts only for a queue worth it
+(--ingest-second-group, default 32 events, or a batch waiting 20 ms): held the same way, a
+single-event batch waits, a later arrival takes it along, and a batch of 40 starts at once."""
 import http.client
 import json
 import random
@@ -108,12 +112,9 @@ class Overload(unittest.TestCase):
         self.assertEqual(env.db.count("samples"), SENDERS * 180)
 
 
-class HeldQueue:
-    """The refusal before any database round trip, on a daemon whose writes are held: a session
-    holds the events table so that no write can finish, two groups wait in the database, batch
-    C waits in the queue until the bound acts; then the session also holds the tokens table,
-    and batch D must still be refused at once (a token lookup first would wait for the lock).
-    After the lock goes everything waiting is stored, and D goes through when sent again."""
+class HeldWrites:
+    """A daemon whose writes are held: a psql session holds the events table (LOCK TABLE ...
+    IN SHARE MODE), so that every group waits in the database until it lets go."""
 
     def gauge(self, name):
         r = self.env.daemon.client(None).get("/metrics")
@@ -121,6 +122,39 @@ class HeldQueue:
         m = re.search(r"^%s ([0-9.]+)$" % name, r.text, re.M)
         self.assertTrue(m, name + " is not in /metrics")
         return float(m.group(1))
+
+    def writes_waiting(self):
+        return int(self.env.db.scalar("SELECT count(*) FROM pg_stat_activity WHERE wait_event_type = 'Lock'"
+                                      " AND datname = current_database() AND query LIKE '%tl_write%'"))
+
+    def hold(self):
+        holder = subprocess.Popen([T.PG_BIN + "/psql", "-X", "-q", "-At", "-v", "ON_ERROR_STOP=1",
+                                   "-d", self.env.db.conninfo], stdin=subprocess.PIPE, stdout=subprocess.PIPE,
+                                  text=True)
+        holder.stdin.write("BEGIN;\nLOCK TABLE events IN SHARE MODE;\nSELECT 'held';\n")
+        holder.stdin.flush()
+        self.assertEqual(holder.stdout.readline().strip(), "held")
+        return holder
+
+    def accepted(self, answers, keys):
+        for k in keys:
+            self.assertEqual(answers[k].status, 200, answers[k].text)
+            self.assertEqual({x["status"] for x in answers[k].json["results"]}, {"accepted"})
+
+    def let_go(self, holder):
+        holder.stdin.write("ROLLBACK;\n")
+        holder.stdin.close()
+        holder.wait(20)
+        holder.stdout.close()
+
+
+class HeldQueue(HeldWrites):
+    """The refusal before any database round trip, on a daemon whose writes are held: two
+    groups wait in the database (the daemons of these tests start a second group for any
+    waiting batch, --ingest-second-group 1), batch C waits in the queue until the bound acts;
+    then the session also holds the tokens table, and batch D must still be refused at once (a
+    token lookup first would wait for the lock). After the lock goes everything waiting is
+    stored, and D goes through when sent again."""
 
     def refused_at_once(self, prefix, c_events, past_bound, what):
         env, clock = self.env, T.Clock()
@@ -133,23 +167,14 @@ class HeldQueue:
         def send(k):
             answers[k] = env.daemon.client(token).post("/v1/events", {"events": batches[k]})
 
-        def writes_waiting():
-            return int(env.db.scalar("SELECT count(*) FROM pg_stat_activity WHERE wait_event_type = 'Lock'"
-                                     " AND datname = current_database() AND query LIKE '%tl_write%'"))
-
-        holder = subprocess.Popen([T.PG_BIN + "/psql", "-X", "-q", "-At", "-v", "ON_ERROR_STOP=1",
-                                   "-d", env.db.conninfo], stdin=subprocess.PIPE, stdout=subprocess.PIPE,
-                                  text=True)
+        holder = self.hold()
         threads = []
         try:
-            holder.stdin.write("BEGIN;\nLOCK TABLE events IN SHARE MODE;\nSELECT 'held';\n")
-            holder.stdin.flush()
-            self.assertEqual(holder.stdout.readline().strip(), "held")
             # A and B: the two groups the daemon lets into the database at once, both stuck
             for k, n in (("A", 1), ("B", 2)):
                 threads.append(threading.Thread(target=send, args=(k,)))
                 threads[-1].start()
-                T.wait_for(lambda: writes_waiting() == n, "%d stuck writes" % n, 20, 0.02)
+                T.wait_for(lambda: self.writes_waiting() == n, "%d stuck writes" % n, 20, 0.02)
             # C waits in the queue until the bound acts
             threads.append(threading.Thread(target=send, args=("C",)))
             threads[-1].start()
@@ -174,14 +199,10 @@ class HeldQueue:
             self.assertTrue(int(resp.getheader("Retry-After") or 0) >= 1, resp.getheaders())
             self.assertEqual(answers, {}, "an answer came while the table was held")
         finally:
-            holder.stdin.write("ROLLBACK;\n")
-            holder.stdin.close()
-            holder.wait(20)
+            self.let_go(holder)
         for th in threads:
             th.join(60)
-        for k in "ABC":
-            self.assertEqual(answers[k].status, 200, answers[k].text)
-            self.assertEqual({x["status"] for x in answers[k].json["results"]}, {"accepted"})
+        self.accepted(answers, "ABC")
         self.assertEqual(self.gauge("tubeloop_ingest_queued_events"), 0)
         self.assertEqual(env.db.count("events", "tube LIKE '%s-%%'" % prefix), 2 + c_events)
         env.daemon.client(token).send_ok(batches["D"])
@@ -194,7 +215,7 @@ class MaxWait(HeldQueue, unittest.TestCase):
 
     @classmethod
     def setUpClass(cls):
-        cls.env = T.Env("maxwait", extra_env={"TUBELOOP_INGEST_MAX_WAIT": "0.3"})
+        cls.env = T.Env("maxwait", extra_env={"TUBELOOP_INGEST_MAX_WAIT": "0.3", "TUBELOOP_INGEST_SECOND_GROUP": "1"})
 
     @classmethod
     def tearDownClass(cls):
@@ -211,7 +232,8 @@ class QueueFull(HeldQueue, unittest.TestCase):
 
     @classmethod
     def setUpClass(cls):
-        cls.env = T.Env("queuefull", extra_env={"TUBELOOP_INGEST_QUEUE": "5", "TUBELOOP_INGEST_MAX_WAIT": "0"})
+        cls.env = T.Env("queuefull", extra_env={"TUBELOOP_INGEST_QUEUE": "5", "TUBELOOP_INGEST_MAX_WAIT": "0",
+                                                "TUBELOOP_INGEST_SECOND_GROUP": "1"})
 
     @classmethod
     def tearDownClass(cls):
@@ -219,6 +241,84 @@ class QueueFull(HeldQueue, unittest.TestCase):
 
     def test_a_batch_that_would_overfill_the_queue_is_refused_at_once(self):
         self.refused_at_once("QF", 5, lambda: True, "C queued")
+
+
+class SecondGroup(HeldWrites, unittest.TestCase):
+    """While one group is in the database, a second starts only for a queue worth it (default
+    --ingest-second-group 32 events, or a batch that has waited 20 ms when another arrives or a
+    group ends): a trickle of single scans goes one group at a time, in bigger groups, instead
+    of paying a group's fixed cost twice as often. With the writes held: a single-event batch
+    behind the stuck group waits in the queue; the next one, arriving when that one has waited
+    longer than 20 ms, takes both into a second group; and a batch of 40 events starts a second
+    group at once. (With a second group for any waiting batch, the first check fails.)"""
+
+    @classmethod
+    def setUpClass(cls):
+        cls.env = T.Env("secondgroup")
+
+    @classmethod
+    def tearDownClass(cls):
+        cls.env.close()
+
+    def test_a_second_group_only_for_a_queue_worth_it(self):
+        env, clock = self.env, T.Clock()
+        env.make_round(ROUND)
+        token = env.make_token("collector", "S1")[1]
+        batches = {k: [T.tube_open(clock.at(i), "SG-%s-01" % k, ROUND)] for i, k in enumerate("ABCD")}
+        batches["E"] = [T.tube_open(clock.at(10 + i), "SG-E-%02d" % i, ROUND) for i in range(40)]
+        answers, threads = {}, []
+
+        def send(k):
+            answers[k] = env.daemon.client(token).post("/v1/events", {"events": batches[k]})
+
+        def start(k):
+            threads.append(threading.Thread(target=send, args=(k,)))
+            threads[-1].start()
+
+        def queued():
+            return self.gauge("tubeloop_ingest_queued_events")
+
+        holder = self.hold()
+        try:
+            start("A")
+            T.wait_for(lambda: self.writes_waiting() == 1, "A's group stuck", 20, 0.02)
+            start("B")
+            T.wait_for(lambda: queued() == 1, "B queued", 20, 0.02)
+            time.sleep(0.5)
+            self.assertEqual((self.writes_waiting(), queued()), (1, 1),
+                             "a single-event batch started a second group")
+            start("C")
+            T.wait_for(lambda: self.writes_waiting() == 2 and queued() == 0, "B and C in a second group", 20, 0.02)
+            self.assertEqual(answers, {}, "an answer came while the table was held")
+        finally:
+            self.let_go(holder)
+        for th in threads:
+            th.join(60)
+        holder = self.hold()
+        try:
+            start("D")
+            T.wait_for(lambda: self.writes_waiting() == 1, "D's group stuck", 20, 0.02)
+            start("E")
+            T.wait_for(lambda: self.writes_waiting() == 2 and queued() == 0, "E in a second group", 20, 0.02)
+        finally:
+            self.let_go(holder)
+        for th in threads:
+            th.join(60)
+        self.accepted(answers, "ABCDE")
+        self.assertEqual(env.db.count("events", "tube LIKE 'SG-%'"), 44)
+        # /metrics shows where the time went: five batches queued, four groups (A, B + C, D,
+        # E) through every step, B's half second in the queue, A's in the write held
+        text = env.daemon.client(None).get("/metrics").text
+        seen = {}
+        for kind, step, value in re.findall(r'^tubeloop_ingest_step_seconds_(count|sum)\{step="(\w+)"\} (\S+)$',
+                                            text, re.M):
+            seen[(kind, step)] = float(value)
+        steps = ("acquire", "begin", "load", "rules", "write", "commit")
+        self.assertEqual({k: seen.get(("count", k)) for k in ("queue",) + steps},
+                         dict([("queue", 5.0)] + [(k, 4.0) for k in steps]), text)
+        self.assertGreater(seen[("sum", "queue")], 0.5)
+        self.assertGreater(seen[("sum", "write")], 0.5)
+        self.assertLess(seen[("sum", "load")], seen[("sum", "write")])
 
 
 if __name__ == "__main__":
