@@ -173,4 +173,29 @@ BEGIN
   IF tl_analyze_grown() <> 0 THEN RAISE EXCEPTION 'tl_analyze_grown analyzed again with nothing new'; END IF;
 END $$;
 
+-- tl_hist_p50_p90 (sql/027): nearest-rank p50 and p90 of a minute histogram, minutes in numeric
+-- order (not the keys' text order), NULLs for an empty one.
+DO $$
+DECLARE
+  c record;
+  got int[];
+BEGIN
+  FOR c IN SELECT * FROM (VALUES
+      ('{}'::jsonb, ARRAY[NULL, NULL]::int[]),
+      ('{"5": 0}', ARRAY[5, 5]),
+      ('{"7": 1}', ARRAY[7, 7]),
+      ('{"10": 1, "9": 1}', ARRAY[9, 10]),             -- "10" < "9" as text
+      ('{"30": 8, "2": 1, "10": 1}', ARRAY[30, 30]),
+      ('{"1": 5, "2": 4, "3": 1}', ARRAY[1, 2]),       -- 5 of 10 reach p50 at 1; 9 of 10 at 2
+      ('{"1": 4, "2": 1, "3": 5}', ARRAY[2, 3]),
+      ('{"1": 1, "2": 1, "3": 1, "4": 1, "5": 1, "6": 1, "7": 1, "8": 1, "9": 1, "100": 1}', ARRAY[5, 9])
+    ) AS t(h, want)
+  LOOP
+    got := tl_hist_p50_p90(c.h);
+    IF got IS DISTINCT FROM c.want THEN
+      RAISE EXCEPTION 'tl_hist_p50_p90(%) = %, want %', c.h, got, c.want;
+    END IF;
+  END LOOP;
+END $$;
+
 SELECT 'schema tests passed' AS result;
