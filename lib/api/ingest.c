@@ -62,7 +62,7 @@ typedef struct {
  * SECOND_GROUP_EVENTS), or a batch that has waited SECOND_GROUP_WAIT_MS (looked at when a
  * batch arrives or a group ends). A group costs PostgreSQL ~2 ms whatever its size, so a
  * trickle of single scans written two groups at a time paid that twice as often: at 1,000
- * requests/s the machine was 8-21 points busier for no shorter wait. Batches of 100 and deep
+ * requests/s the machine was 8-20 points busier for no shorter wait. Batches of 100 and deep
  * queues still get two groups at once, which batched ingest needs (one at a time: ~35 % fewer
  * events/s). docs/PERFORMANCE.md, sixth update. */
 #define SECOND_GROUP_EVENTS 32
