@@ -198,4 +198,18 @@ BEGIN
   END LOOP;
 END $$;
 
+-- A sample's round and site are its tube's (sql/030): another existing site, or a round that
+-- exists but is not the tube's, is refused like an unknown tube.
+INSERT INTO sites VALUES ('S2', 'site 2', '230126101');
+INSERT INTO rounds (code, name, region, day, pool_size) VALUES ('R2', 'r2', '230126', '2021-10-09', 10);
+SELECT must_fail($$INSERT INTO samples (tube, person, round, site, at, event) VALUES ('S00001',
+  repeat('2', 64), 'R1', 'S2', now(), gen_random_uuid())$$, '23503');
+SELECT must_fail($$INSERT INTO samples (tube, person, round, site, at, event) VALUES ('S00001',
+  repeat('2', 64), 'R2', 'S1', now(), gen_random_uuid())$$, '23503');
+SELECT must_fail($$INSERT INTO samples (tube, person, round, site, at, event) VALUES ('X00009',
+  repeat('2', 64), 'R1', 'S1', now(), gen_random_uuid())$$, '23503');
+INSERT INTO samples (tube, person, round, site, at, event) VALUES ('S00001', repeat('2', 64), 'R1', 'S1',
+  '2021-10-08T06:02:00Z', gen_random_uuid());
+DELETE FROM samples WHERE tube = 'S00001' AND person = repeat('2', 64);
+
 SELECT 'schema tests passed' AS result;
