@@ -423,9 +423,16 @@ out:
   return b;
 }
 
+static int refused_busy(tl_http_exchange_t *x, tl_api_t *api);
+
 static void events_authed(tl_http_exchange_t *x, tl_api_t *api, const tl_principal_t *p) {
   tl_api_err_t err = {0};
   const tl_http_request_t *req = tl_http_exchange_request(x);
+  /* Asked again: the queue may have filled while the token was looked up. In a burst that
+   * lookup waits for a pool connection behind the writes, and 27 % of the refusals came
+   * after it, each having decoded its 100 events for nothing (docs/PERFORMANCE.md, seventh
+   * update). The decoding runs to the queue without a pause, so this is the last look. */
+  if (refused_busy(x, api)) return;
   tl__batch_t *b = tl__batch_decode(api, p->role, p->scope, p->region, req->body.data, req->body.len, &err);
   if (b == NULL) {
     tl_http_reply_error(x, err.status ? err.status : 400, err.code, err.message);
@@ -464,16 +471,19 @@ static long count_events(const char *body, size_t len) {
  * data (~360 µs of the daemon's CPU for 100 events, measured in a burst). In a burst most
  * requests are refused and sent again, so this is where the daemon's and the database's time
  * would otherwise go. An unauthenticated request is refused the same way then: a 503 tells
- * nothing about a token. */
-void tl__api_events(tl_http_exchange_t *x, void *ctx) {
+ * nothing about a token. Asked before the token lookup and again after it. */
+static int refused_busy(tl_http_exchange_t *x, tl_api_t *api) {
   const tl_http_request_t *req = tl_http_exchange_request(x);
   /* (counted only while batches wait: an empty queue takes a batch of any size, and the
    * scan of the body is then work for nothing on every request) */
-  long events = tl__ingest_queued(ctx) > 0 ? count_events(req->body.data, req->body.len) : 0;
-  if (tl__ingest_busy(ctx, events)) {
-    tl_api_reply_db_error(x, TL_EBUSY);
-    return;
-  }
+  long events = tl__ingest_queued(api) > 0 ? count_events(req->body.data, req->body.len) : 0;
+  if (!tl__ingest_busy(api, events)) return 0;
+  tl_api_reply_db_error(x, TL_EBUSY);
+  return 1;
+}
+
+void tl__api_events(tl_http_exchange_t *x, void *ctx) {
+  if (refused_busy(x, ctx)) return;
   tl_api_auth(ctx, x, TL_ROLE_BIT(TL_ROLE_COLLECTOR) | TL_ROLE_BIT(TL_ROLE_COURIER) | TL_ROLE_BIT(TL_ROLE_LAB),
               events_authed);
 }

@@ -21,6 +21,11 @@ QueueFull: the same with the queue full in events (TUBELOOP_INGEST_QUEUE=5, no w
 batch that would overfill it is refused at once too, its events counted from the body's text
 before any decoding.
 
+AfterTokenLookup: the queue is asked again after the token lookup, before the decoding: a
+batch that passed the first look and then waited for its token (the tokens table held by a
+second session) while the queue went past its bound gets 503, not the 400 of its malformed
+body.
+
 SecondGroup: while one group is in the database, a second starts only for a queue worth it
 (--ingest-second-group, default 32 events, or a batch waiting 20 ms): held the same way, a
 single-event batch waits, a later arrival takes it along, and a batch of 40 starts at once."""
@@ -127,11 +132,11 @@ class HeldWrites:
         return int(self.env.db.scalar("SELECT count(*) FROM pg_stat_activity WHERE wait_event_type = 'Lock'"
                                       " AND datname = current_database() AND query LIKE '%tl_write%'"))
 
-    def hold(self):
+    def hold(self, table="events", mode="SHARE"):
         holder = subprocess.Popen([T.PG_BIN + "/psql", "-X", "-q", "-At", "-v", "ON_ERROR_STOP=1",
                                    "-d", self.env.db.conninfo], stdin=subprocess.PIPE, stdout=subprocess.PIPE,
                                   text=True)
-        holder.stdin.write("BEGIN;\nLOCK TABLE events IN SHARE MODE;\nSELECT 'held';\n")
+        holder.stdin.write("BEGIN;\nLOCK TABLE %s IN %s MODE;\nSELECT 'held';\n" % (table, mode))
         holder.stdin.flush()
         self.assertEqual(holder.stdout.readline().strip(), "held")
         return holder
@@ -241,6 +246,73 @@ class QueueFull(HeldQueue, unittest.TestCase):
 
     def test_a_batch_that_would_overfill_the_queue_is_refused_at_once(self):
         self.refused_at_once("QF", 5, lambda: True, "C queued")
+
+
+class AfterTokenLookup(HeldWrites, unittest.TestCase):
+    """The queue is asked again after the token lookup, before the body is decoded. Held as in
+    MaxWait (bound 1 s): A and B stuck in the database, C waiting in the queue; then a second
+    session holds the tokens table, and E, sent while C has waited less than the bound, passes
+    the first look and waits for its token. E's body is malformed. When the tokens table goes,
+    C has waited past the bound: E must get 503 overloaded, not the 400 of its decoding (which
+    is what it got when the queue was asked only before the lookup: in a burst that lookup
+    waits behind the writes, and the decoding of each such batch was work for nothing)."""
+
+    @classmethod
+    def setUpClass(cls):
+        cls.env = T.Env("aftertoken", extra_env={"TUBELOOP_INGEST_MAX_WAIT": "1", "TUBELOOP_INGEST_SECOND_GROUP": "1"})
+
+    @classmethod
+    def tearDownClass(cls):
+        cls.env.close()
+
+    def lookups_waiting(self):
+        return int(self.env.db.scalar("SELECT count(*) FROM pg_stat_activity WHERE wait_event_type = 'Lock'"
+                                      " AND datname = current_database() AND query LIKE '%tokens%'"))
+
+    def test_a_batch_is_refused_again_after_its_token_lookup(self):
+        env, clock = self.env, T.Clock()
+        env.make_round(ROUND)
+        token = env.make_token("collector", "S1")[1]
+        batches = {k: {"events": [T.tube_open(clock.at(i), "AT-%s-01" % k, ROUND)]} for i, k in enumerate("ABC")}
+        batches["E"] = {"events": "not a list"}
+        answers, threads = {}, []
+
+        def send(k):
+            answers[k] = env.daemon.client(token).post("/v1/events", batches[k])
+
+        def start(k):
+            threads.append(threading.Thread(target=send, args=(k,)))
+            threads[-1].start()
+
+        holder = self.hold()
+        tokens = None
+        try:
+            for k, n in (("A", 1), ("B", 2)):
+                start(k)
+                T.wait_for(lambda: self.writes_waiting() == n, "%d stuck writes" % n, 20, 0.02)
+            start("C")
+            T.wait_for(lambda: self.gauge("tubeloop_ingest_queued_events") == 1, "C queued", 20, 0.02)
+            tokens = self.hold("tokens", "ACCESS EXCLUSIVE")
+            start("E")
+            T.wait_for(lambda: self.lookups_waiting() == 1, "E's token lookup waiting", 20, 0.02)
+            self.assertLess(self.gauge("tubeloop_ingest_oldest_wait_seconds"), 1.0,
+                            "E came after the bound: the first look refused it already")
+            T.wait_for(lambda: self.gauge("tubeloop_ingest_oldest_wait_seconds") > 1.05, "C's wait past 1 s", 20, 0.02)
+            self.let_go(tokens)
+            tokens = None
+            T.wait_for(lambda: "E" in answers, "E's answer", 20, 0.02)
+            e = answers["E"]
+            self.assertEqual((e.status, e.error_code), (503, "overloaded"), e.text)
+        finally:
+            if tokens:
+                self.let_go(tokens)
+            self.let_go(holder)
+        for th in threads:
+            th.join(60)
+        self.accepted(answers, "ABC")
+        # the same body with room in the queue: its decoding answers
+        e = env.daemon.client(token).post("/v1/events", batches["E"])
+        self.assertEqual(e.status, 400, e.text)
 
 
 class SecondGroup(HeldWrites, unittest.TestCase):
