@@ -423,30 +423,6 @@ out:
   return b;
 }
 
-static int refused_busy(tl_http_exchange_t *x, tl_api_t *api);
-
-static void events_authed(tl_http_exchange_t *x, tl_api_t *api, const tl_principal_t *p) {
-  tl_api_err_t err = {0};
-  const tl_http_request_t *req = tl_http_exchange_request(x);
-  /* Asked again: the queue may have filled while the token was looked up. In a burst that
-   * lookup waits for a pool connection behind the writes, and 27 % of the refusals came
-   * after it, each having decoded its 100 events for nothing (docs/PERFORMANCE.md, seventh
-   * update). The decoding runs to the queue without a pause, so this is the last look. */
-  if (refused_busy(x, api)) return;
-  tl__batch_t *b = tl__batch_decode(api, p->role, p->scope, p->region, req->body.data, req->body.len, &err);
-  if (b == NULL) {
-    tl_http_reply_error(x, err.status ? err.status : 400, err.code, err.message);
-    return;
-  }
-  b->x = x;
-  tl_http_exchange_hold(x);
-  if (b->pending == 0) {
-    tl__batch_finish(b, 0); /* every event refused on its face: nothing to write */
-    return;
-  }
-  tl__ingest_submit(api, b);
-}
-
 /* The events in a body, counted without decoding it: the "type" keys (a key with its quotes
  * cannot occur inside a JSON string, where quotes are escaped). Exact for a well-formed
  * batch, which has one per event and no other; only a body the decoding would refuse can
@@ -480,6 +456,28 @@ static int refused_busy(tl_http_exchange_t *x, tl_api_t *api) {
   if (!tl__ingest_busy(api, events)) return 0;
   tl_api_reply_db_error(x, TL_EBUSY);
   return 1;
+}
+
+static void events_authed(tl_http_exchange_t *x, tl_api_t *api, const tl_principal_t *p) {
+  tl_api_err_t err = {0};
+  const tl_http_request_t *req = tl_http_exchange_request(x);
+  /* Asked again: the queue may have filled while the token was looked up. In a burst that
+   * lookup waits for a pool connection behind the writes, and 27 % of the refusals came
+   * after it, each having decoded its 100 events for nothing (docs/PERFORMANCE.md, seventh
+   * update). The decoding runs to the queue without a pause, so this is the last look. */
+  if (refused_busy(x, api)) return;
+  tl__batch_t *b = tl__batch_decode(api, p->role, p->scope, p->region, req->body.data, req->body.len, &err);
+  if (b == NULL) {
+    tl_http_reply_error(x, err.status ? err.status : 400, err.code, err.message);
+    return;
+  }
+  b->x = x;
+  tl_http_exchange_hold(x);
+  if (b->pending == 0) {
+    tl__batch_finish(b, 0); /* every event refused on its face: nothing to write */
+    return;
+  }
+  tl__ingest_submit(api, b);
 }
 
 void tl__api_events(tl_http_exchange_t *x, void *ctx) {
