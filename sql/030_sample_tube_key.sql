@@ -3,8 +3,8 @@
 --
 -- samples had a foreign key per column: tube → tubes, round → rounds, site → sites. Each is a
 -- query per inserted row. The one to sites cost ~9 µs a row, a sequential scan of a table too
--- small for the planner to use its index (~2 µs for the other two), and the three together
--- ~1.5 of the ~24 s PostgreSQL spent on 134,000 batched events (pg_stat_statements on a
+-- small for the planner to use its index (1-2 µs for the other two), and the three together
+-- ~1.3 of the ~24 s PostgreSQL spent on 134,000 batched events (pg_stat_statements on a
 -- benchmark cluster, docs/PERFORMANCE.md, seventh update).
 --
 -- A sample's round and site are its tube's (lib/domain/custody.c copies them from the open tube
