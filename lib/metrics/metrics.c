@@ -51,12 +51,10 @@ int tl_histogram_render(const tl_histogram_t *h, const char *name, const char *l
   if (rc == 0)
     rc = tl_buf_appendf(out, "%s_bucket{%s%sle=\"+Inf\"} %llu\n", name, labels, sep,
                         (unsigned long long)h->count);
-  if (rc == 0 && labels[0])
-    rc = tl_buf_appendf(out, "%s_sum{%s} %.6f\n%s_count{%s} %llu\n", name, labels, h->sum, name,
-                        labels, (unsigned long long)h->count);
-  else if (rc == 0)
-    rc = tl_buf_appendf(out, "%s_sum %.6f\n%s_count %llu\n", name, h->sum, name,
-                        (unsigned long long)h->count);
+  const char *open = labels[0] ? "{" : "", *close = labels[0] ? "}" : "";
+  if (rc == 0)
+    rc = tl_buf_appendf(out, "%s_sum%s%s%s %.6f\n%s_count%s%s%s %llu\n", name, open, labels, close,
+                        h->sum, name, open, labels, close, (unsigned long long)h->count);
   return rc;
 }
 
