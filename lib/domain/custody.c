@@ -2,6 +2,7 @@
  * before the first change, so a refused event leaves the world as it was. */
 #include "domain/custody.h"
 
+#include <stddef.h>
 #include <stdlib.h>
 #include <string.h>
 
@@ -65,6 +66,8 @@ void tl_world_dispose(tl_world_t *w) {
   free(w->labs);
   free(w->samples);
   free(w->receipts);
+  tl_strmap_dispose(&w->tube_index);
+  tl_strmap_dispose(&w->box_index);
   tl_world_init(w);
 }
 
@@ -86,27 +89,63 @@ static void copy_code(tl_code_t dst, const char *src) {
   dst[n] = '\0';
 }
 
+/* Indexes element n of arr (each elem bytes, its code at offset 0) in m, which holds the
+ * elements [0, *indexed). Keys borrow the elements' codes: when the array has grown (it may
+ * have moved), the index is rebuilt. Without memory the index stops short and lookups scan the rest (find). */
+_Static_assert(offsetof(tl_tube_t, code) == 0 && offsetof(tl_box_t, code) == 0,
+               "the world's index reads a tube's or box's code at its start");
+
+static void index_add(tl_strmap_t *m, int *indexed, const char *arr, int n, size_t elem, int moved) {
+  if (moved) {
+    tl_strmap_dispose(m);
+    tl_strmap_init(m);
+    *indexed = 0;
+    while (*indexed < n && tl_strmap_put(m, arr + (size_t)*indexed * elem, *indexed) == 0)
+      (*indexed)++;
+  }
+  if (*indexed == n && tl_strmap_put(m, arr + (size_t)n * elem, n) == 0) (*indexed)++;
+}
+
+/* The position of code among the n elements of arr, or -1: by the index, then by a scan of
+ * what it does not hold. */
+static int find(const tl_strmap_t *m, int indexed, const char *arr, int n, size_t elem,
+                const char *code) {
+  int i = tl_strmap_get(m, code);
+  if (i >= 0) return i;
+  for (i = indexed; i < n; i++)
+    if (strcmp(arr + (size_t)i * elem, code) == 0) return i;
+  return -1;
+}
+
 tl_tube_t *tl_world_tube(tl_world_t *w, const char *code, int create) {
-  for (int i = 0; i < w->ntubes; i++)
-    if (strcmp(w->tubes[i].code, code) == 0) return &w->tubes[i];
+  int i = find(&w->tube_index, w->tubes_indexed, (const char *)w->tubes, w->ntubes, sizeof *w->tubes, code);
+  if (i >= 0) return &w->tubes[i];
+  int cap = w->captubes;
   if (!create || grow((void **)&w->tubes, &w->captubes, w->ntubes, sizeof *w->tubes) != 0)
     return NULL;
-  tl_tube_t *t = &w->tubes[w->ntubes++];
+  tl_tube_t *t = &w->tubes[w->ntubes];
   memset(t, 0, sizeof *t);
   copy_code(t->code, code);
   t->seal_count = -1;
+  index_add(&w->tube_index, &w->tubes_indexed, (const char *)w->tubes, w->ntubes, sizeof *w->tubes,
+            w->captubes != cap);
+  w->ntubes++;
   return t;
 }
 
 tl_box_t *tl_world_box(tl_world_t *w, const char *code, int create) {
-  for (int i = 0; i < w->nboxes; i++)
-    if (strcmp(w->boxes[i].code, code) == 0) return &w->boxes[i];
+  int i = find(&w->box_index, w->boxes_indexed, (const char *)w->boxes, w->nboxes, sizeof *w->boxes, code);
+  if (i >= 0) return &w->boxes[i];
+  int cap = w->capboxes;
   if (!create || grow((void **)&w->boxes, &w->capboxes, w->nboxes, sizeof *w->boxes) != 0)
     return NULL;
-  tl_box_t *b = &w->boxes[w->nboxes++];
+  tl_box_t *b = &w->boxes[w->nboxes];
   memset(b, 0, sizeof *b);
   copy_code(b->code, code);
   b->seal_count = -1;
+  index_add(&w->box_index, &w->boxes_indexed, (const char *)w->boxes, w->nboxes, sizeof *w->boxes,
+            w->capboxes != cap);
+  w->nboxes++;
   return b;
 }
 

@@ -14,6 +14,7 @@
 #define TL_DOMAIN_CUSTODY_H
 
 #include "base/err.h"
+#include "base/strmap.h"
 
 #include <stddef.h>
 #include <stdint.h>
@@ -165,6 +166,10 @@ typedef struct {
   int nsamples, capsamples;
   tl_receipt_t *receipts; /* new in this batch */
   int nreceipts, capreceipts;
+  /* code -> position in tubes / boxes, for the first *_indexed of them (lookups scan the
+   * rest, which is none unless memory ran out) */
+  tl_strmap_t tube_index, box_index;
+  int tubes_indexed, boxes_indexed;
 } tl_world_t;
 
 void tl_world_init(tl_world_t *w);

@@ -202,6 +202,42 @@ static void test_facts(void **state) {
   tl_world_dispose(&w);
 }
 
+/* The world finds every tube and box it holds, through the growths of its arrays (each moves
+ * them, and the index borrows their codes), and creates nothing on a lookup. */
+static void test_world_index(void **state) {
+  (void)state;
+  tl_world_t w;
+  tl_world_init(&w);
+  char code[16];
+  for (int i = 0; i < 1500; i++) {
+    snprintf(code, sizeof code, "T%05d", i);
+    tl_tube_t *t = tl_world_tube(&w, code, 1);
+    assert_non_null(t);
+    t->sampled = i;
+    snprintf(code, sizeof code, "B%05d", i);
+    tl_box_t *b = tl_world_box(&w, code, 1);
+    assert_non_null(b);
+    b->packed = i;
+  }
+  for (int i = 1499; i >= 0; i--) {
+    snprintf(code, sizeof code, "T%05d", i);
+    tl_tube_t *t = tl_world_tube(&w, code, 1); /* found, not created again */
+    assert_non_null(t);
+    assert_string_equal(t->code, code);
+    assert_int_equal(t->sampled, i);
+    snprintf(code, sizeof code, "B%05d", i);
+    tl_box_t *b = tl_world_box(&w, code, 0);
+    assert_non_null(b);
+    assert_int_equal(b->packed, i);
+  }
+  assert_int_equal(w.ntubes, 1500);
+  assert_int_equal(w.nboxes, 1500);
+  assert_null(tl_world_tube(&w, "T99999", 0));
+  assert_null(tl_world_box(&w, "T00001", 0)); /* a tube's code is not a box */
+  assert_int_equal(w.ntubes, 1500);
+  tl_world_dispose(&w);
+}
+
 /* Hand-over facts keep the earliest event time whatever order they arrive in. */
 static void test_earliest_wins(void **state) {
   (void)state;
@@ -240,6 +276,7 @@ int main(void) {
   const struct CMUnitTest tests[] = {
       cmocka_unit_test(test_tables),
       cmocka_unit_test(test_facts),
+      cmocka_unit_test(test_world_index),
       cmocka_unit_test(test_earliest_wins),
       cmocka_unit_test(test_names),
   };
