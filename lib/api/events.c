@@ -416,7 +416,8 @@ tl__batch_t *tl__batch_decode(tl_api_t *api, tl_role_t role, const char *scope, 
     decode_event(b, e, &b->slots[i]);
     if (b->slots[i].state == TL__SLOT_PENDING && !tl_event_allowed(role, b->slots[i].ev.type))
       tl__slot_refuse(&b->slots[i], "forbidden", "This role may not send this event type.");
-    b->pending += b->slots[i].state == TL__SLOT_PENDING;
+    b->slots[i].valid = b->slots[i].state == TL__SLOT_PENDING;
+    b->pending += b->slots[i].valid;
   }
 out:
   cJSON_Delete(root);

@@ -264,183 +264,6 @@ static int apply_all(group_t *g, const cJSON *stored) {
   return 0;
 }
 
-static void add_time(cJSON *o, const char *key, int64_t ms) {
-  char text[TL_TIME_TEXT_MAX];
-  if (ms == 0 || tl_time_format(ms, 0, text) != 0)
-    cJSON_AddNullToObject(o, key);
-  else
-    cJSON_AddStringToObject(o, key, text);
-}
-
-static void add_code(cJSON *o, const char *key, const char *v) {
-  if (v[0]) cJSON_AddStringToObject(o, key, v);
-  else cJSON_AddNullToObject(o, key);
-}
-
-static void add_count(cJSON *o, const char *key, int v) {
-  if (v >= 0) cJSON_AddNumberToObject(o, key, v);
-  else cJSON_AddNullToObject(o, key);
-}
-
-static cJSON *tube_row(const tl_tube_t *t) {
-  cJSON *o = cJSON_CreateObject();
-  cJSON_AddStringToObject(o, "code", t->code);
-  cJSON_AddStringToObject(o, "region", t->region);
-  add_code(o, "round", t->round);
-  add_code(o, "site", t->site);
-  add_count(o, "capacity", t->capacity ? t->capacity : -1);
-  add_time(o, "opened_at", t->opened_at);
-  cJSON_AddNumberToObject(o, "sampled", t->sampled);
-  add_time(o, "first_sample_at", t->first_sample_at);
-  add_time(o, "sealed_at", t->sealed_at);
-  add_count(o, "seal_count", t->seal_count);
-  add_code(o, "box", t->box);
-  add_time(o, "packed_at", t->packed_at);
-  add_time(o, "received_at", t->received_at);
-  add_code(o, "received_lab", t->received_lab);
-  add_code(o, "received_box", t->received_box);
-  add_time(o, "rejected_at", t->rejected_at);
-  if (t->reject_reason) cJSON_AddStringToObject(o, "reject_reason", tl_reason_name(t->reject_reason));
-  add_code(o, "rejected_lab", t->rejected_lab);
-  if (t->result) cJSON_AddStringToObject(o, "result", tl_result_name(t->result));
-  add_time(o, "result_at", t->result_at);
-  add_code(o, "result_lab", t->result_lab);
-  if (t->ct) cJSON_AddRawToObject(o, "ct", t->ct);
-  return o;
-}
-
-static cJSON *box_row(const tl_box_t *x) {
-  cJSON *o = cJSON_CreateObject();
-  cJSON_AddStringToObject(o, "code", x->code);
-  cJSON_AddStringToObject(o, "region", x->region);
-  add_code(o, "site", x->site);
-  add_time(o, "packed_at", x->packed_at);
-  add_time(o, "sealed_at", x->sealed_at);
-  add_code(o, "dest_lab", x->dest_lab);
-  add_count(o, "seal_count", x->seal_count);
-  add_time(o, "picked_up_at", x->picked_up_at);
-  add_code(o, "courier", x->courier);
-  add_time(o, "delivered_at", x->delivered_at);
-  add_code(o, "delivered_lab", x->delivered_lab);
-  add_time(o, "received_at", x->received_at);
-  add_code(o, "received_lab", x->received_lab);
-  return o;
-}
-
-/* Records that the event (of type etype, at position ord in the batch) touched subject. */
-static void attribute(cJSON *attr, const char *subject, const tl__slot_t *s, int ord) {
-  cJSON *a = cJSON_CreateObject();
-  cJSON_AddStringToObject(a, "subject", subject);
-  cJSON_AddStringToObject(a, "event", s->ev.id);
-  cJSON_AddStringToObject(a, "etype", tl_event_type_name(s->ev.type));
-  cJSON_AddNumberToObject(a, "ord", ord);
-  cJSON_AddItemToArray(attr, a);
-}
-
-/* The argument of tl_write: every new or changed fact of the batch. */
-static char *build_write(group_t *g, int *naccepted) {
-  cJSON *p = cJSON_CreateObject();
-  cJSON *events = cJSON_AddArrayToObject(p, "events");
-  cJSON *persons = cJSON_AddArrayToObject(p, "persons");
-  cJSON *tubes = cJSON_AddArrayToObject(p, "tubes");
-  cJSON *boxes = cJSON_AddArrayToObject(p, "boxes");
-  cJSON *samples = cJSON_AddArrayToObject(p, "samples");
-  cJSON *receipts = cJSON_AddArrayToObject(p, "receipts");
-  cJSON *attr = cJSON_AddArrayToObject(p, "attribution");
-  static const char *const roles[] = {"collector", "courier", "lab"};
-  tl_strmap_t person_index; /* HMAC -> its row in person_rows, the one in persons now */
-  tl_strmap_init(&person_index);
-  cJSON **person_rows = calloc((size_t)g->nslots + 1, sizeof *person_rows);
-  int nperson_rows = 0, oom = 0;
-  *naccepted = 0;
-  if (person_rows == NULL) {
-    cJSON_Delete(p);
-    return NULL;
-  }
-  for (int i = 0; i < g->nslots; i++) {
-    tl__slot_t *s = g->slots[i];
-    const tl__batch_t *b = g->owner[i];
-    if (s->state != TL__SLOT_ACCEPTED) continue;
-    (*naccepted)++;
-    cJSON *e = cJSON_CreateObject();
-    cJSON_AddStringToObject(e, "id", s->ev.id);
-    cJSON_AddStringToObject(e, "type", tl_event_type_name(s->ev.type));
-    add_time(e, "at", s->ev.at);
-    cJSON_AddStringToObject(e, "sender_role", roles[b->sender.role]);
-    cJSON_AddStringToObject(e, "sender", b->sender.code);
-    add_time(e, "received_at", b->now);
-    cJSON_AddStringToObject(e, "digest", s->digest);
-    add_code(e, "tube", s->ev.tube);
-    add_code(e, "box", s->ev.box);
-    cJSON_AddItemToObject(e, "body", s->body);
-    s->body = NULL;
-    cJSON_AddArrayToObject(e, "anomalies");
-    cJSON_AddItemToArray(events, e);
-    if (s->ev.tube[0]) attribute(attr, s->ev.tube, s, i);
-    if (s->ev.box[0]) attribute(attr, s->ev.box, s, i);
-    for (int k = 0; k < s->ev.ntubes; k++) attribute(attr, s->ev.tubes[k], s, i);
-    if (s->ev.type == TL_EV_SAMPLE_ADD) {
-      tl_tube_t *t = tl_world_tube(&g->world, s->ev.tube, 0);
-      char subject[TL_CODE_MAX + TL_HMAC_HEX + 2];
-      snprintf(subject, sizeof subject, "%s/%s", t ? t->round : "", s->ev.person);
-      attribute(attr, subject, s, i);
-      /* one row per person: the last scan's name and phone win */
-      int known = tl_strmap_get(&person_index, s->ev.person);
-      cJSON *found = known >= 0 ? person_rows[known] : NULL;
-      cJSON *row = s->person_row;
-      s->person_row = NULL;
-      add_time(row, "updated_at", b->now);
-      if (known < 0) { /* (the slot's HMAC lives as long as the map) */
-        known = nperson_rows++;
-        if (tl_strmap_put(&person_index, s->ev.person, known) != 0) oom = 1;
-      }
-      person_rows[known] = row;
-      if (found) {
-        /* a later scan without name or phone keeps what an earlier one gave */
-        static const char *const keep[] = {"name_enc", "name_masked", "phone_enc", "phone_masked"};
-        for (int k = 0; k < 4; k++)
-          if (!cJSON_HasObjectItem(row, keep[k]) && cJSON_HasObjectItem(found, keep[k]))
-            cJSON_AddItemToObject(row, keep[k],
-                                  cJSON_Duplicate(cJSON_GetObjectItemCaseSensitive(found, keep[k]), 1));
-        cJSON_ReplaceItemViaPointer(persons, found, row);
-      } else {
-        cJSON_AddItemToArray(persons, row);
-      }
-    }
-  }
-  const tl_world_t *w = &g->world;
-  for (int i = 0; i < w->ntubes; i++)
-    if (w->tubes[i].touched) cJSON_AddItemToArray(tubes, tube_row(&w->tubes[i]));
-  for (int i = 0; i < w->nboxes; i++)
-    if (w->boxes[i].touched) cJSON_AddItemToArray(boxes, box_row(&w->boxes[i]));
-  for (int i = 0; i < w->nsamples; i++) {
-    const tl_sample_t *sm = &w->samples[i];
-    cJSON *o = cJSON_CreateObject();
-    cJSON_AddStringToObject(o, "tube", sm->tube);
-    cJSON_AddStringToObject(o, "person", sm->person);
-    cJSON_AddStringToObject(o, "round", sm->round);
-    cJSON_AddStringToObject(o, "site", sm->site);
-    add_time(o, "at", sm->at);
-    cJSON_AddStringToObject(o, "event", sm->event);
-    cJSON_AddItemToArray(samples, o);
-  }
-  for (int i = 0; i < w->nreceipts; i++) {
-    const tl_receipt_t *r = &w->receipts[i];
-    cJSON *o = cJSON_CreateObject();
-    cJSON_AddStringToObject(o, "box", r->box);
-    cJSON_AddStringToObject(o, "tube", r->tube);
-    cJSON_AddStringToObject(o, "lab", r->lab);
-    add_time(o, "at", r->at);
-    cJSON_AddStringToObject(o, "event", r->event);
-    cJSON_AddItemToArray(receipts, o);
-  }
-  char *text = oom ? NULL : cJSON_PrintUnformatted(p);
-  cJSON_Delete(p);
-  tl_strmap_dispose(&person_index);
-  free(person_rows);
-  return text;
-}
-
 /* 1 when the rules left a group that only opens and samples tubes without seal, box, receipt,
  * result or rejection: then tl_write_plain (sql/025) writes it with a handful of statements.
  * The function checks the same against the stored facts, and what the daemon does not see
@@ -518,7 +341,7 @@ static void step_load_done(void *arg, int status, const tl_db_result_t *res) {
     return;
   }
   int naccepted = 0;
-  char *text = build_write(g, &naccepted);
+  char *text = tl__write_arg(g->slots, g->owner, g->nslots, &g->world, &naccepted);
   if (text == NULL) {
     group_fail(g, TL_ENOMEM, NULL, "build");
     return;
@@ -647,11 +470,16 @@ static void group_fail(group_t *g, int status, const tl_db_result_t *res, const 
     g->conn = NULL;
     for (int i = g->nbatches - 1; i >= 0; i--) {
       tl__batch_t *b = g->batches[i];
-      for (int k = 0; k < b->n; k++)
-        if (b->slots[k].state != TL__SLOT_REJECTED) {
-          b->slots[k].state = TL__SLOT_PENDING; /* the rules run again on fresh facts */
-          b->slots[k].nanomalies = 0;
-        }
+      for (int k = 0; k < b->n; k++) {
+        /* the rules run again on fresh facts: what they refused in the group may have been
+         * refused for a neighbour's event that was never stored */
+        tl__slot_t *s = &b->slots[k];
+        if (!s->valid) continue;
+        s->state = TL__SLOT_PENDING;
+        s->code = NULL;
+        s->message[0] = '\0';
+        s->nanomalies = 0;
+      }
       b->solo = 1;
       b->next = q->head;
       q->head = b;

@@ -34,6 +34,7 @@ typedef enum {
 
 typedef struct {
   tl__slot_state_t state;
+  int valid;             /* passed decoding: the rules decide (again, after a failed group) */
   tl_event_t ev;
   char id_text[40];      /* the id as sent (for the answer), even when invalid */
   int has_id;
@@ -72,6 +73,11 @@ void tl__slot_refuse(tl__slot_t *s, const char *code, const char *fmt, ...)
 void tl__batch_free(tl__batch_t *b);
 /* Answers the batch (results, or the error for status != 0), releases its exchange, frees it. */
 void tl__batch_finish(tl__batch_t *b, int status);
+/* The argument of tl_write for a group (write_arg.c): the accepted slots among slots[0..n)
+ * (slot i of batch owner[i]) and the touched facts of world, as JSON text the caller frees;
+ * NULL when out of memory. The slots are only read. *naccepted: the events written. */
+char *tl__write_arg(tl__slot_t *const *slots, tl__batch_t *const *owner, int n, tl_world_t *world,
+                    int *naccepted);
 /* Queues the batch for the next group; it is answered later. Refused (503 overloaded) when the
  * queue is full in events or in time. */
 void tl__ingest_submit(tl_api_t *api, tl__batch_t *b);

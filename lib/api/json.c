@@ -4,6 +4,7 @@
 
 #include "http/server.h"
 
+#include <math.h>
 #include <stdarg.h>
 #include <stdlib.h>
 #include <stdio.h>
@@ -180,9 +181,60 @@ int tl_json_canonical(const cJSON *v, tl_buf_t *out) {
     }
     return rc ? rc : tl_buf_append(out, "]", 1);
   }
+  return tl_json_write(v, out);
+}
+
+/* A string literal as cJSON prints one (print_string_ptr): the canonical encoding, and so every
+ * stored digest, depends on these bytes. Runs of plain bytes go in at once. */
+static int write_string(tl_buf_t *out, const char *s) {
+  int rc = tl_buf_append(out, "\"", 1);
+  const char *run = s ? s : "";
+  for (const char *p = run; rc == 0; p++) {
+    unsigned char c = (unsigned char)*p;
+    if (c >= 0x20 && c != '"' && c != '\\') continue;
+    rc = tl_buf_append(out, run, (size_t)(p - run));
+    if (c == 0 || rc != 0) break;
+    char esc[8];
+    switch (c) {
+    case '"': memcpy(esc, "\\\"", 3); break;
+    case '\\': memcpy(esc, "\\\\", 3); break;
+    case '\b': memcpy(esc, "\\b", 3); break;
+    case '\f': memcpy(esc, "\\f", 3); break;
+    case '\n': memcpy(esc, "\\n", 3); break;
+    case '\r': memcpy(esc, "\\r", 3); break;
+    case '\t': memcpy(esc, "\\t", 3); break;
+    default: snprintf(esc, sizeof esc, "\\u%04x", c); break;
+    }
+    rc = tl_buf_append(out, esc, strlen(esc));
+    run = p + 1;
+  }
+  return rc ? rc : tl_buf_append(out, "\"", 1);
+}
+
+int tl_json_write(const cJSON *v, tl_buf_t *out) {
+  int rc = 0;
+  if (cJSON_IsObject(v) || cJSON_IsArray(v)) {
+    int object = cJSON_IsObject(v);
+    rc = tl_buf_append(out, object ? "{" : "[", 1);
+    for (const cJSON *c = v->child; c && rc == 0; c = c->next) {
+      if (c != v->child) rc = tl_buf_append(out, ",", 1);
+      if (rc == 0 && object) rc = write_string(out, c->string);
+      if (rc == 0 && object) rc = tl_buf_append(out, ":", 1);
+      if (rc == 0) rc = tl_json_write(c, out);
+    }
+    return rc ? rc : tl_buf_append(out, object ? "}" : "]", 1);
+  }
+  if (cJSON_IsString(v)) return write_string(out, v->valuestring);
+  if (cJSON_IsTrue(v)) return tl_buf_append(out, "true", 4);
+  if (cJSON_IsFalse(v)) return tl_buf_append(out, "false", 5);
+  if (cJSON_IsNull(v)) return tl_buf_append(out, "null", 4);
+  /* a whole number within int as cJSON's "%1.15g" prints it (but -0 stays -0) */
+  if (cJSON_IsNumber(v) && v->valuedouble == (double)v->valueint && !signbit(v->valuedouble))
+    return tl_buf_appendf(out, "%d", v->valueint);
+  /* other numbers (cJSON's %1.15g, or %1.17g when that does not read back), raw text */
   char *text = cJSON_PrintUnformatted(v);
   if (text == NULL) return TL_ENOMEM;
-  int rc = tl_buf_append(out, text, strlen(text));
+  rc = tl_buf_append(out, text, strlen(text));
   free(text);
   return rc;
 }

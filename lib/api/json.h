@@ -41,5 +41,8 @@ int tl_json_bool(const cJSON *obj, const char *key, const char *where, tl_api_er
  * same content give the same bytes. Returns 0 or TL_ENOMEM. */
 #include "base/buf.h"
 int tl_json_canonical(const cJSON *v, tl_buf_t *out);
+/* Appends v as cJSON_PrintUnformatted would print it, byte for byte, without building the
+ * text apart (no allocation for objects, arrays, strings and whole numbers). 0 or TL_ENOMEM. */
+int tl_json_write(const cJSON *v, tl_buf_t *out);
 
 #endif

@@ -109,13 +109,14 @@ const char *tl_http_status_text(int status) {
 
 int tl_http_json_string(tl_buf_t *out, const char *s) {
   int rc = tl_buf_append(out, "\"", 1);
-  for (const unsigned char *p = (const unsigned char *)s; *p && rc == 0; p++) {
-    if (*p == '"' || *p == '\\')
-      rc = tl_buf_appendf(out, "\\%c", *p);
-    else if (*p < 0x20)
-      rc = tl_buf_appendf(out, "\\u%04x", *p);
-    else
-      rc = tl_buf_append(out, p, 1);
+  const char *run = s;
+  for (const char *p = s; rc == 0; p++) { /* runs of plain bytes go in at once */
+    unsigned char c = (unsigned char)*p;
+    if (c >= 0x20 && c != '"' && c != '\\') continue;
+    rc = tl_buf_append(out, run, (size_t)(p - run));
+    if (c == 0 || rc != 0) break;
+    rc = c < 0x20 ? tl_buf_appendf(out, "\\u%04x", c) : tl_buf_appendf(out, "\\%c", c);
+    run = p + 1;
   }
   return rc ? rc : tl_buf_append(out, "\"", 1);
 }

@@ -28,7 +28,13 @@ body.
 
 SecondGroup: while one group is in the database, a second starts only for a queue worth it
 (--ingest-second-group, default 32 events, or a batch waiting 20 ms): held the same way, a
-single-event batch waits, a later arrival takes it along, and a batch of 40 starts at once."""
+single-event batch waits, a later arrival takes it along, and a batch of 40 starts at once.
+GroupIsolation: a database error in a group of several batches fails none of them outright: the
+group rolls back and each batch is tried alone, its events judged again by the rules on the
+facts as stored. A trigger refuses one tube (a stand-in for any error the rules in C cannot
+foresee); its batch shares a group with a batch of a sampled person that its own seal had
+the rules refuse: that batch is accepted and stored whole (the event body, the person with
+every encrypted field), the poisoned one gets 500 and leaves nothing behind."""
 import http.client
 import json
 import random
@@ -145,6 +151,19 @@ class HeldWrites:
         for k in keys:
             self.assertEqual(answers[k].status, 200, answers[k].text)
             self.assertEqual({x["status"] for x in answers[k].json["results"]}, {"accepted"})
+
+    def sender(self, token, bodies):
+        """start(k) posts bodies[k] from a thread of its own; answers[k] is its answer, threads
+        the threads started."""
+        answers, threads = {}, []
+
+        def send(k):
+            answers[k] = self.env.daemon.client(token).post("/v1/events", bodies[k])
+
+        def start(k):
+            threads.append(threading.Thread(target=send, args=(k,)))
+            threads[-1].start()
+        return answers, threads, start
 
     def let_go(self, holder):
         holder.stdin.write("ROLLBACK;\n")
@@ -275,14 +294,7 @@ class AfterTokenLookup(HeldWrites, unittest.TestCase):
         token = env.make_token("collector", "S1")[1]
         batches = {k: {"events": [T.tube_open(clock.at(i), "AT-%s-01" % k, ROUND)]} for i, k in enumerate("ABC")}
         batches["E"] = {"events": "not a list"}
-        answers, threads = {}, []
-
-        def send(k):
-            answers[k] = env.daemon.client(token).post("/v1/events", batches[k])
-
-        def start(k):
-            threads.append(threading.Thread(target=send, args=(k,)))
-            threads[-1].start()
+        answers, threads, start = self.sender(token, batches)
 
         holder = self.hold()
         tokens = None
@@ -338,14 +350,7 @@ class SecondGroup(HeldWrites, unittest.TestCase):
         token = env.make_token("collector", "S1")[1]
         batches = {k: [T.tube_open(clock.at(i), "SG-%s-01" % k, ROUND)] for i, k in enumerate("ABCD")}
         batches["E"] = [T.tube_open(clock.at(10 + i), "SG-E-%02d" % i, ROUND) for i in range(40)]
-        answers, threads = {}, []
-
-        def send(k):
-            answers[k] = env.daemon.client(token).post("/v1/events", {"events": batches[k]})
-
-        def start(k):
-            threads.append(threading.Thread(target=send, args=(k,)))
-            threads[-1].start()
+        answers, threads, start = self.sender(token, {k: {"events": v} for k, v in batches.items()})
 
         def queued():
             return self.gauge("tubeloop_ingest_queued_events")
@@ -391,6 +396,77 @@ class SecondGroup(HeldWrites, unittest.TestCase):
         self.assertGreater(seen[("sum", "queue")], 0.5)
         self.assertGreater(seen[("sum", "write")], 0.5)
         self.assertLess(seen[("sum", "load")], seen[("sum", "write")])
+
+
+class GroupIsolation(HeldWrites, unittest.TestCase):
+    """One request's database error does not spill onto the requests of its group. Two groups
+    are held in the database, the first opening tube GI-A-01 with a person in it. Behind them wait batch P (it
+    seals GI-A-01, then opens the tube a trigger refuses) and batch A (a person sampled into
+    GI-A-01, name and phone given); they go into one group when the hold ends. There P's seal
+    makes the rules refuse A's sample (the tube is sealed), and then the write fails on P's
+    second tube. Each batch is tried alone on the facts as stored: A's sample is accepted (the
+    seal was never stored) and stored whole, as if A had been alone from the start; P is
+    answered 500 with nothing of it stored."""
+
+    @classmethod
+    def setUpClass(cls):
+        cls.env = T.Env("isolation", extra_env={"TUBELOOP_INGEST_SECOND_GROUP": "1"})
+
+    @classmethod
+    def tearDownClass(cls):
+        cls.env.close()
+
+    def test_a_failed_group_is_retried_batch_by_batch(self):
+        env, clock = self.env, T.Clock()
+        env.make_round(ROUND)
+        env.db.psql("CREATE FUNCTION gi_poison() RETURNS trigger LANGUAGE plpgsql AS $$ BEGIN"
+                    " RAISE EXCEPTION 'a tube this test refuses'; END $$")
+        env.db.psql("CREATE TRIGGER gi_poison BEFORE INSERT OR UPDATE ON tubes FOR EACH ROW"
+                    " WHEN (NEW.code = 'GI-POISON') EXECUTE FUNCTION gi_poison()")
+        token = env.make_token("collector", "S1")[1]
+        rng = random.Random(61)
+        rid, first = T.resident_id(rng), T.resident_id(rng)
+        batches = {"X1": [T.tube_open(clock.at(0), "GI-A-01", ROUND),
+                          T.sample_add(clock.at(1), "GI-A-01", T.person(first))],
+                   "X2": [T.tube_open(clock.at(2), "GI-X2-01", ROUND)],
+                   "P": [T.tube_seal(clock.at(3), "GI-A-01"), T.tube_open(clock.at(4), "GI-POISON", ROUND)],
+                   "A": [T.sample_add(clock.at(5), "GI-A-01", T.person(rid, "王小明", "13800138000"))]}
+        answers, threads, start = self.sender(token, {k: {"events": v} for k, v in batches.items()})
+
+        holder = self.hold()
+        try:
+            for k, n in (("X1", 1), ("X2", 2)):
+                start(k)
+                T.wait_for(lambda: self.writes_waiting() == n, "%d stuck writes" % n, 20, 0.02)
+            start("P")
+            T.wait_for(lambda: self.gauge("tubeloop_ingest_queued_events") == 2, "P queued", 20, 0.02)
+            start("A")
+            T.wait_for(lambda: self.gauge("tubeloop_ingest_queued_events") == 3, "A queued", 20, 0.02)
+        finally:
+            self.let_go(holder)
+        for th in threads:
+            th.join(60)
+        self.accepted(answers, ("X1", "X2", "A"))
+        p = answers["P"]
+        self.assertEqual((p.status, p.error_code), (500, "internal"), p.text)
+        # the group of P and A failed once, then each went alone
+        self.assertEqual(len(re.findall(r"ingest_failed .*batches=2 ", env.daemon.log_text())), 1,
+                         env.daemon.log_tail())
+        # nothing of P: the tube is open, not sealed, and the refused one does not exist
+        self.assertEqual(env.db.count("events", "tube = 'GI-POISON' OR type = 'tube.seal'"), 0)
+        self.assertEqual(env.db.count("tubes", "code = 'GI-POISON'"), 0)
+        self.assertEqual(env.db.psql("SELECT sealed_at IS NULL, sampled FROM tubes WHERE code = 'GI-A-01'"),
+                         [["t", "2"]])
+        # all of A: the event with its body, the sample, the person with every field
+        body = env.db.json("SELECT body FROM events WHERE id = '%s'" % batches["A"][0]["id"])
+        self.assertEqual((body["tube"], body["person"]["id_masked"]), ("GI-A-01", T.mask_rid(rid)))
+        hmac = body["person"]["hmac"]
+        self.assertEqual(env.db.count("samples", "tube = 'GI-A-01' AND person = '%s'" % hmac), 1)
+        self.assertEqual(env.db.psql("SELECT id_enc IS NOT NULL, name_enc IS NOT NULL, phone_enc IS NOT NULL,"
+                                     " name_masked, phone_masked FROM persons WHERE hmac = '%s'" % hmac),
+                         [["t", "t", "t", T.mask_name("王小明"), T.mask_phone("13800138000")]])
+        found = env.client("viewer", T.COUNTY).lookup(rid)
+        self.assertEqual(found.status, 200, found.text)
 
 
 if __name__ == "__main__":
