@@ -226,13 +226,26 @@ static void add_anomaly(tl__slot_t *s, const char *type) {
 
 /* Duplicates and conflicts, then the rules, event by event in the order sent. 0 or TL_ENOMEM. */
 static int apply_all(group_t *g, const cJSON *stored) {
-  for (int i = 0; i < g->nslots; i++) {
+  /* the stored events by id (a whole batch sent again finds its thousand at once) */
+  int nstored = cJSON_GetArraySize(stored), k = 0;
+  const cJSON **by_pos = malloc(((size_t)nstored + 1) * sizeof *by_pos), *it;
+  tl_strmap_t stored_index;
+  tl_strmap_init(&stored_index);
+  if (by_pos == NULL) return TL_ENOMEM;
+  cJSON_ArrayForEach(it, stored) {
+    by_pos[k] = it;
+    if (tl_strmap_put(&stored_index, cJSON_GetObjectItemCaseSensitive(it, "id")->valuestring, k++) != 0) {
+      free(by_pos);
+      tl_strmap_dispose(&stored_index);
+      return TL_ENOMEM;
+    }
+  }
+  int rc = 0;
+  for (int i = 0; i < g->nslots && rc == 0; i++) {
     tl__slot_t *s = g->slots[i];
     if (s->state != TL__SLOT_PENDING) continue;
-    const cJSON *prev = NULL, *it;
-    cJSON_ArrayForEach(it, stored) {
-      if (strcmp(cJSON_GetObjectItemCaseSensitive(it, "id")->valuestring, s->ev.id) == 0) prev = it;
-    }
+    int at = tl_strmap_get(&stored_index, s->ev.id);
+    const cJSON *prev = at >= 0 ? by_pos[at] : NULL;
     if (prev) {
       if (strcmp(cJSON_GetObjectItemCaseSensitive(prev, "digest")->valuestring, s->digest) != 0) {
         tl__slot_refuse(s, "id_conflict", "This event id was used before for other content.");
@@ -258,10 +271,15 @@ static int apply_all(group_t *g, const cJSON *stored) {
       tl__slot_refuse(s, r.code, "%s", r.message);
       continue;
     }
-    if (tl_strmap_put(&g->accepted, s->ev.id, i) != 0) return TL_ENOMEM; /* the group fails whole */
+    if (tl_strmap_put(&g->accepted, s->ev.id, i) != 0) {
+      rc = TL_ENOMEM; /* the group fails whole */
+      break;
+    }
     s->state = TL__SLOT_ACCEPTED;
   }
-  return 0;
+  free(by_pos);
+  tl_strmap_dispose(&stored_index);
+  return rc;
 }
 
 /* 1 when the rules left a group that only opens and samples tubes without seal, box, receipt,
