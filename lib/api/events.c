@@ -349,26 +349,44 @@ bad:
 
 static const char *const state_names[] = {"rejected", "pending", "accepted", "duplicate"};
 
-static void answer(tl__batch_t *b) {
-  cJSON *root = cJSON_CreateObject();
-  cJSON *results = cJSON_AddArrayToObject(root, "results");
-  for (int i = 0; i < b->n; i++) {
-    tl__slot_t *s = &b->slots[i];
-    cJSON *r = cJSON_CreateObject();
-    if (s->has_id)
-      cJSON_AddStringToObject(r, "id", s->state == TL__SLOT_REJECTED && !s->ev.id[0] ? s->id_text : s->ev.id);
-    else
-      cJSON_AddNullToObject(r, "id");
-    cJSON_AddStringToObject(r, "status", state_names[s->state]);
-    if (s->state == TL__SLOT_REJECTED) {
-      cJSON_AddStringToObject(r, "code", s->code);
-      cJSON_AddStringToObject(r, "message", s->message);
+/* {"results": [{"id", "status", "code" and "message" when rejected, "anomalies"}, ...]},
+ * written straight into a buffer (one answer per batch, up to 1,000 results). */
+#define LIT(s) s, sizeof(s) - 1 /* a string literal and its length */
+
+static int answer_text(const tl__batch_t *b, tl_buf_t *out) {
+  int rc = tl_buf_append(out, LIT("{\"results\":["));
+  for (int i = 0; i < b->n && rc == 0; i++) {
+    const tl__slot_t *s = &b->slots[i];
+    rc = i ? tl_buf_append(out, LIT(",{\"id\":")) : tl_buf_append(out, LIT("{\"id\":"));
+    if (rc == 0)
+      rc = !s->has_id ? tl_buf_append(out, LIT("null"))
+                      : tl_http_json_string(out, s->state == TL__SLOT_REJECTED && !s->ev.id[0]
+                                                     ? s->id_text : s->ev.id);
+    if (rc == 0) rc = tl_buf_appendf(out, ",\"status\":\"%s\"", state_names[s->state]);
+    if (rc == 0 && s->state == TL__SLOT_REJECTED) {
+      rc = tl_buf_append(out, LIT(",\"code\":"));
+      if (rc == 0) rc = tl_http_json_string(out, s->code);
+      if (rc == 0) rc = tl_buf_append(out, LIT(",\"message\":"));
+      if (rc == 0) rc = tl_http_json_string(out, s->message);
     }
-    cJSON *an = cJSON_AddArrayToObject(r, "anomalies");
-    for (int k = 0; k < s->nanomalies; k++) cJSON_AddItemToArray(an, cJSON_CreateString(s->anomalies[k]));
-    cJSON_AddItemToArray(results, r);
+    if (rc == 0) rc = tl_buf_append(out, LIT(",\"anomalies\":["));
+    for (int k = 0; k < s->nanomalies && rc == 0; k++) {
+      if (k) rc = tl_buf_append(out, LIT(","));
+      if (rc == 0) rc = tl_http_json_string(out, s->anomalies[k]);
+    }
+    if (rc == 0) rc = tl_buf_append(out, LIT("]}"));
   }
-  tl_api_reply_json(b->x, 200, root);
+  return rc ? rc : tl_buf_append(out, LIT("]}"));
+}
+
+static void answer(tl__batch_t *b) {
+  tl_buf_t text;
+  tl_buf_init(&text);
+  if (answer_text(b, &text) != 0)
+    tl_http_reply_error(b->x, 500, "internal", "The answer could not be built.");
+  else
+    tl_http_reply(b->x, 200, "application/json", "", text.data, text.len);
+  tl_buf_dispose(&text);
 }
 
 /* Ends the batch: answers (if the client is still there), releases and frees. */
