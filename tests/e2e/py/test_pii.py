@@ -184,11 +184,14 @@ class Pii(T.EnvCase):
                                                         "phone": T.mask_phone(p["phone"])})
         x = [p for p in self.residents if p["id"].endswith("X")][0]
         self.assertTrue(T.mask_rid(x["id"]).endswith("X"))
-        # passports: 2 + 2 characters shown
+        # passports: 2 + 2 characters shown; the first holder's name and phone as their first
+        # scan gave them, though a later scan in the same batch gave neither
         for p in self.passports:
             r = v.lookup(p["id"], "passport")
             self.assertEqual(r.status, 200, r.text)
             self.assertEqual(r.json["person"]["id_number"], p["id"][:2] + "*" * (len(p["id"]) - 4) + p["id"][-2:])
+            self.assertEqual((r.json["person"]["name"], r.json["person"]["phone"]),
+                             (T.mask_name(p["name"]), T.mask_phone(p["phone"])), r.text)
         # follow-ups of the pooled positive show masked persons
         fus = v.followups().json["followups"]
         self.assertEqual(len(fus), 10)
