@@ -1,5 +1,5 @@
-/* The argument of tl_write and tl_write_plain (sql/007_write.sql, sql/025_write_plain.sql):
- * every new or changed fact of a group as one JSON object,
+/* The argument of tl_write and tl_write_plain (sql/004_ingest.sql and its later versions,
+ * sql/025_write_plain.sql): every new or changed fact of a group as one JSON object,
  *
  *   {"events": [...], "persons": [...], "tubes": [...], "boxes": [...], "samples": [...],
  *    "receipts": [...], "attribution": [...]}

@@ -89,12 +89,13 @@ static void copy_code(tl_code_t dst, const char *src) {
   dst[n] = '\0';
 }
 
-/* Indexes element n of arr (each elem bytes, its code at offset 0) in m, which holds the
- * elements [0, *indexed). Keys borrow the elements' codes: when the array has grown (it may
- * have moved), the index is rebuilt. Without memory the index stops short and lookups scan the rest (find). */
 _Static_assert(offsetof(tl_tube_t, code) == 0 && offsetof(tl_box_t, code) == 0,
                "the world's index reads a tube's or box's code at its start");
 
+/* Indexes element n of arr (each elem bytes, its code at offset 0) in m, which holds the
+ * elements [0, *indexed). Keys borrow the elements' codes: when the array has grown (it may
+ * have moved), the index is rebuilt. Without memory the index stops short, and lookups scan
+ * what it does not hold (find). */
 static void index_add(tl_strmap_t *m, int *indexed, const char *arr, int n, size_t elem, int moved) {
   if (moved) {
     tl_strmap_dispose(m);
@@ -118,7 +119,8 @@ static int find(const tl_strmap_t *m, int indexed, const char *arr, int n, size_
 }
 
 tl_tube_t *tl_world_tube(tl_world_t *w, const char *code, int create) {
-  int i = find(&w->tube_index, w->tubes_indexed, (const char *)w->tubes, w->ntubes, sizeof *w->tubes, code);
+  int i = find(&w->tube_index, w->tubes_indexed, (const char *)w->tubes, w->ntubes,
+               sizeof *w->tubes, code);
   if (i >= 0) return &w->tubes[i];
   int cap = w->captubes;
   if (!create || grow((void **)&w->tubes, &w->captubes, w->ntubes, sizeof *w->tubes) != 0)
@@ -134,7 +136,8 @@ tl_tube_t *tl_world_tube(tl_world_t *w, const char *code, int create) {
 }
 
 tl_box_t *tl_world_box(tl_world_t *w, const char *code, int create) {
-  int i = find(&w->box_index, w->boxes_indexed, (const char *)w->boxes, w->nboxes, sizeof *w->boxes, code);
+  int i = find(&w->box_index, w->boxes_indexed, (const char *)w->boxes, w->nboxes,
+               sizeof *w->boxes, code);
   if (i >= 0) return &w->boxes[i];
   int cap = w->capboxes;
   if (!create || grow((void **)&w->boxes, &w->capboxes, w->nboxes, sizeof *w->boxes) != 0)
