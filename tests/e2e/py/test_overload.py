@@ -165,6 +165,13 @@ class HeldWrites:
             threads[-1].start()
         return answers, threads, start
 
+    def two_groups_stuck(self, start, keys):
+        """start()s the batches of keys one by one, each until it is a group stuck in the
+        database (the daemons of these tests let two in at once)."""
+        for n, k in enumerate(keys, 1):
+            start(k)
+            T.wait_for(lambda: self.writes_waiting() == n, "%d stuck writes" % n, 20, 0.02)
+
     def let_go(self, holder):
         holder.stdin.write("ROLLBACK;\n")
         holder.stdin.close()
@@ -299,9 +306,7 @@ class AfterTokenLookup(HeldWrites, unittest.TestCase):
         holder = self.hold()
         tokens = None
         try:
-            for k, n in (("A", 1), ("B", 2)):
-                start(k)
-                T.wait_for(lambda: self.writes_waiting() == n, "%d stuck writes" % n, 20, 0.02)
+            self.two_groups_stuck(start, ("A", "B"))
             start("C")
             T.wait_for(lambda: self.gauge("tubeloop_ingest_queued_events") == 1, "C queued", 20, 0.02)
             tokens = self.hold("tokens", "ACCESS EXCLUSIVE")
@@ -435,9 +440,7 @@ class GroupIsolation(HeldWrites, unittest.TestCase):
 
         holder = self.hold()
         try:
-            for k, n in (("X1", 1), ("X2", 2)):
-                start(k)
-                T.wait_for(lambda: self.writes_waiting() == n, "%d stuck writes" % n, 20, 0.02)
+            self.two_groups_stuck(start, ("X1", "X2"))
             start("P")
             T.wait_for(lambda: self.gauge("tubeloop_ingest_queued_events") == 2, "P queued", 20, 0.02)
             start("A")
