@@ -32,9 +32,10 @@ single-event batch waits, a later arrival takes it along, and a batch of 40 star
 GroupIsolation: a database error in a group of several batches fails none of them outright: the
 group rolls back and each batch is tried alone, its events judged again by the rules on the
 facts as stored. A trigger refuses one tube (a stand-in for any error the rules in C cannot
-foresee); its batch shares a group with a batch of a sampled person that its own seal had
-the rules refuse: that batch is accepted and stored whole (the event body, the person with
-every encrypted field), the poisoned one gets 500 and leaves nothing behind."""
+foresee), in the write or, deferred, at COMMIT; its batch shares a group with a batch of a
+sampled person that its own seal had the rules refuse: that batch is accepted and stored
+whole (the event body, the person with every encrypted field), the poisoned one gets 500 and
+leaves nothing behind."""
 import http.client
 import json
 import random
@@ -405,37 +406,47 @@ class SecondGroup(HeldWrites, unittest.TestCase):
 
 class GroupIsolation(HeldWrites, unittest.TestCase):
     """One request's database error does not spill onto the requests of its group. Two groups
-    are held in the database, the first opening tube GI-A-01 with a person in it. Behind them wait batch P (it
-    seals GI-A-01, then opens the tube a trigger refuses) and batch A (a person sampled into
-    GI-A-01, name and phone given); they go into one group when the hold ends. There P's seal
-    makes the rules refuse A's sample (the tube is sealed), and then the write fails on P's
-    second tube. Each batch is tried alone on the facts as stored: A's sample is accepted (the
-    seal was never stored) and stored whole, as if A had been alone from the start; P is
-    answered 500 with nothing of it stored."""
+    are held in the database, the first opening tube <p>-A-01 with a person in it. Behind them
+    wait batch P (it seals <p>-A-01, then opens the tube a trigger refuses) and batch A (a
+    person sampled into <p>-A-01, name and phone given); they go into one group when the hold
+    ends. There P's seal makes the rules refuse A's sample (the tube is sealed), and then the
+    group fails on P's second tube: in its write (a row trigger) or at COMMIT (a deferred
+    constraint trigger). Each batch is tried alone on the facts as stored: A's sample is
+    accepted (the seal was never stored) and stored whole, as if A had been alone from the
+    start; P is answered 500 with nothing of it stored."""
 
     @classmethod
     def setUpClass(cls):
         cls.env = T.Env("isolation", extra_env={"TUBELOOP_INGEST_SECOND_GROUP": "1"})
+        cls.env.make_round(ROUND)
+        cls.env.db.psql("CREATE FUNCTION gi_poison() RETURNS trigger LANGUAGE plpgsql AS $$ BEGIN"
+                        " RAISE EXCEPTION 'a tube this test refuses'; END $$")
+        cls.env.db.psql("CREATE TRIGGER gi_poison BEFORE INSERT OR UPDATE ON tubes FOR EACH ROW"
+                        " WHEN (NEW.code = 'GI-POISON') EXECUTE FUNCTION gi_poison()")
+        cls.env.db.psql("CREATE CONSTRAINT TRIGGER gc_poison AFTER INSERT OR UPDATE ON tubes"
+                        " DEFERRABLE INITIALLY DEFERRED FOR EACH ROW"
+                        " WHEN (NEW.code = 'GC-POISON') EXECUTE FUNCTION gi_poison()")
 
     @classmethod
     def tearDownClass(cls):
         cls.env.close()
 
-    def test_a_failed_group_is_retried_batch_by_batch(self):
+    def test_a_group_failing_in_its_write_is_retried_batch_by_batch(self):
+        self.isolated("GI", "write", 61)
+
+    def test_a_group_failing_at_commit_is_retried_batch_by_batch(self):
+        self.isolated("GC", "commit", 62)
+
+    def isolated(self, prefix, step, seed):
         env, clock = self.env, T.Clock()
-        env.make_round(ROUND)
-        env.db.psql("CREATE FUNCTION gi_poison() RETURNS trigger LANGUAGE plpgsql AS $$ BEGIN"
-                    " RAISE EXCEPTION 'a tube this test refuses'; END $$")
-        env.db.psql("CREATE TRIGGER gi_poison BEFORE INSERT OR UPDATE ON tubes FOR EACH ROW"
-                    " WHEN (NEW.code = 'GI-POISON') EXECUTE FUNCTION gi_poison()")
         token = env.make_token("collector", "S1")[1]
-        rng = random.Random(61)
+        rng = random.Random(seed)
         rid, first = T.resident_id(rng), T.resident_id(rng)
-        batches = {"X1": [T.tube_open(clock.at(0), "GI-A-01", ROUND),
-                          T.sample_add(clock.at(1), "GI-A-01", T.person(first))],
-                   "X2": [T.tube_open(clock.at(2), "GI-X2-01", ROUND)],
-                   "P": [T.tube_seal(clock.at(3), "GI-A-01"), T.tube_open(clock.at(4), "GI-POISON", ROUND)],
-                   "A": [T.sample_add(clock.at(5), "GI-A-01", T.person(rid, "王小明", "13800138000"))]}
+        tube, poison = prefix + "-A-01", prefix + "-POISON"
+        batches = {"X1": [T.tube_open(clock.at(0), tube, ROUND), T.sample_add(clock.at(1), tube, T.person(first))],
+                   "X2": [T.tube_open(clock.at(2), prefix + "-X2-01", ROUND)],
+                   "P": [T.tube_seal(clock.at(3), tube), T.tube_open(clock.at(4), poison, ROUND)],
+                   "A": [T.sample_add(clock.at(5), tube, T.person(rid, "王小明", "13800138000"))]}
         answers, threads, start = self.sender(token, {k: {"events": v} for k, v in batches.items()})
 
         holder = self.hold()
@@ -452,19 +463,20 @@ class GroupIsolation(HeldWrites, unittest.TestCase):
         self.accepted(answers, ("X1", "X2", "A"))
         p = answers["P"]
         self.assertEqual((p.status, p.error_code), (500, "internal"), p.text)
-        # the group of P and A failed once, then each went alone
-        self.assertEqual(len(re.findall(r"ingest_failed .*batches=2 ", env.daemon.log_text())), 1,
+        # the group of P and A failed once at that step, then each went alone
+        self.assertEqual(len(re.findall(r"ingest_failed step=%s .*batches=2 " % step, env.daemon.log_text())), 1,
                          env.daemon.log_tail())
         # nothing of P: the tube is open, not sealed, and the refused one does not exist
-        self.assertEqual(env.db.count("events", "tube = 'GI-POISON' OR type = 'tube.seal'"), 0)
-        self.assertEqual(env.db.count("tubes", "code = 'GI-POISON'"), 0)
-        self.assertEqual(env.db.psql("SELECT sealed_at IS NULL, sampled FROM tubes WHERE code = 'GI-A-01'"),
+        self.assertEqual(env.db.count("events", "tube = '%s' OR (tube = '%s' AND type = 'tube.seal')"
+                                      % (poison, tube)), 0)
+        self.assertEqual(env.db.count("tubes", "code = '%s'" % poison), 0)
+        self.assertEqual(env.db.psql("SELECT sealed_at IS NULL, sampled FROM tubes WHERE code = '%s'" % tube),
                          [["t", "2"]])
         # all of A: the event with its body, the sample, the person with every field
         body = env.db.json("SELECT body FROM events WHERE id = '%s'" % batches["A"][0]["id"])
-        self.assertEqual((body["tube"], body["person"]["id_masked"]), ("GI-A-01", T.mask_rid(rid)))
+        self.assertEqual((body["tube"], body["person"]["id_masked"]), (tube, T.mask_rid(rid)))
         hmac = body["person"]["hmac"]
-        self.assertEqual(env.db.count("samples", "tube = 'GI-A-01' AND person = '%s'" % hmac), 1)
+        self.assertEqual(env.db.count("samples", "tube = '%s' AND person = '%s'" % (tube, hmac)), 1)
         self.assertEqual(env.db.psql("SELECT id_enc IS NOT NULL, name_enc IS NOT NULL, phone_enc IS NOT NULL,"
                                      " name_masked, phone_masked FROM persons WHERE hmac = '%s'" % hmac),
                          [["t", "t", "t", T.mask_name("王小明"), T.mask_phone("13800138000")]])
