@@ -194,22 +194,14 @@ class HeldQueue(HeldWrites):
         token = env.make_token("collector", "S1")[1]
         batches = {k: [T.tube_open(clock.at(i), "%s-%s-01" % (prefix, k), ROUND)] for i, k in enumerate("ABD")}
         batches["C"] = [T.tube_open(clock.at(10 + i), "%s-C-%02d" % (prefix, i), ROUND) for i in range(c_events)]
-        answers = {}
-
-        def send(k):
-            answers[k] = env.daemon.client(token).post("/v1/events", {"events": batches[k]})
+        answers, threads, start = self.sender(token, {k: {"events": v} for k, v in batches.items()})
 
         holder = self.hold()
-        threads = []
         try:
             # A and B: the two groups the daemon lets into the database at once, both stuck
-            for k, n in (("A", 1), ("B", 2)):
-                threads.append(threading.Thread(target=send, args=(k,)))
-                threads[-1].start()
-                T.wait_for(lambda: self.writes_waiting() == n, "%d stuck writes" % n, 20, 0.02)
+            self.two_groups_stuck(start, ("A", "B"))
             # C waits in the queue until the bound acts
-            threads.append(threading.Thread(target=send, args=("C",)))
-            threads[-1].start()
+            start("C")
             T.wait_for(lambda: self.gauge("tubeloop_ingest_queued_events") == c_events, "C queued", 20, 0.02)
             T.wait_for(past_bound, what, 20, 0.02)
             # D must be refused without a database round trip: not even the token lookup,
