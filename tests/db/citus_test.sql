@@ -94,16 +94,21 @@ BEGIN
   END IF;
 END $$;
 
--- The foreign keys that 011 dropped are kept by the application: after schema_test.sql's real
--- writes through tl_write, every sample and follow-up names a stored person.
+-- The foreign keys that 011 and 032 dropped are kept by the application: after
+-- schema_test.sql's real writes through tl_write, every sample, follow-up and person_rounds
+-- row names a stored person, and every person_rounds row a stored round.
 DO $$
 BEGIN
-  IF (SELECT count(*) FROM samples) = 0 THEN
-    RAISE EXCEPTION 'no samples to check (schema_test.sql wrote none?)';
+  IF (SELECT count(*) FROM samples) = 0 OR (SELECT count(*) FROM person_rounds) = 0 THEN
+    RAISE EXCEPTION 'no samples or person_rounds to check (schema_test.sql wrote none?)';
   END IF;
   IF EXISTS (SELECT 1 FROM samples s WHERE NOT EXISTS (SELECT 1 FROM persons p WHERE p.hmac = s.person))
-     OR EXISTS (SELECT 1 FROM followups f WHERE NOT EXISTS (SELECT 1 FROM persons p WHERE p.hmac = f.person)) THEN
-    RAISE EXCEPTION 'a sample or follow-up names a person that is not stored';
+     OR EXISTS (SELECT 1 FROM followups f WHERE NOT EXISTS (SELECT 1 FROM persons p WHERE p.hmac = f.person))
+     OR EXISTS (SELECT 1 FROM person_rounds r WHERE NOT EXISTS (SELECT 1 FROM persons p WHERE p.hmac = r.person)) THEN
+    RAISE EXCEPTION 'a sample, follow-up or person_rounds row names a person that is not stored';
+  END IF;
+  IF EXISTS (SELECT 1 FROM person_rounds r WHERE NOT EXISTS (SELECT 1 FROM rounds x WHERE x.code = r.round)) THEN
+    RAISE EXCEPTION 'a person_rounds row names a round that is not stored';
   END IF;
 END $$;
 
