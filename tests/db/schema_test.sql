@@ -212,4 +212,55 @@ INSERT INTO samples (tube, person, round, site, at, event) VALUES ('S00001', rep
   '2021-10-08T06:02:00Z', gen_random_uuid());
 DELETE FROM samples WHERE tube = 'S00001' AND person = repeat('2', 64);
 
+-- The format checks of sql/033 accept exactly what their regular expressions with bounded
+-- repetitions did: each candidate is written into its column, and the check must refuse it
+-- exactly when the old pattern does not match (nothing else may refuse it).
+DO $$
+DECLARE
+  c record;
+  refused boolean;
+  which text;
+  con text;
+BEGIN
+  FOR c IN
+    SELECT 'hex' AS kind, x AS v FROM unnest(ARRAY[repeat('a', 64), repeat('0', 64),
+      repeat('a', 63), repeat('a', 65), repeat('A', 64), repeat('a', 63) || 'g',
+      repeat('a', 63) || 'é', repeat('a', 62) || 'é', repeat('a', 63) || E'\n', '']) x
+    UNION ALL
+    SELECT 'code', x FROM unnest(ARRAY['ABC-12', 'ABCDE', repeat('Z', 32), repeat('Z', 33),
+      'T0000_1', 'T00001 ', 'T0000é1', E'T00001\n', '', '------']) x
+  LOOP
+    FOREACH which IN ARRAY CASE c.kind WHEN 'hex' THEN ARRAY['events', 'persons']
+                                       ELSE ARRAY['tubes', 'boxes'] END LOOP
+      BEGIN
+        CASE which
+          WHEN 'events' THEN
+            INSERT INTO events (id, type, at, sender_role, sender, digest, body)
+            VALUES (gen_random_uuid(), 'tube.open', now(), 'collector', 'S1', c.v, '{}');
+          WHEN 'persons' THEN
+            INSERT INTO persons (hmac, id_type, id_enc, id_masked) VALUES (c.v, 'passport', '1:AAAA', 'x');
+          WHEN 'tubes' THEN INSERT INTO tubes (code, region) VALUES (c.v, '230126');
+          ELSE INSERT INTO boxes (code, region) VALUES (c.v, '230126');
+        END CASE;
+        refused := false;
+        RAISE EXCEPTION USING ERRCODE = 'P0005';  -- undo the row, keep the answer
+      EXCEPTION
+        WHEN check_violation THEN
+          GET STACKED DIAGNOSTICS con = CONSTRAINT_NAME;
+          IF con <> which || (CASE which WHEN 'events' THEN '_digest_check'
+                                         WHEN 'persons' THEN '_hmac_check' ELSE '_code_check' END) THEN
+            RAISE EXCEPTION 'refused by % instead of the format check', con;
+          END IF;
+          refused := true;
+        WHEN SQLSTATE 'P0005' THEN NULL;
+      END;
+      IF refused = (c.v ~ (CASE c.kind WHEN 'hex' THEN '^[0-9a-f]{64}$'
+                                       ELSE '^[A-Za-z0-9-]{6,32}$' END)) THEN
+        RAISE EXCEPTION 'the format check of % %: %', which,
+          CASE WHEN refused THEN 'refuses' ELSE 'accepts' END, quote_literal(c.v);
+      END IF;
+    END LOOP;
+  END LOOP;
+END $$;
+
 SELECT 'schema tests passed' AS result;
