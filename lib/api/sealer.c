@@ -1,8 +1,9 @@
 /* The custody chain's sealer (docs/RELIABILITY.md §9): a libuv timer, like the overdue sweep.
  * Each tick, outside every write transaction:
  *   1. on one pool connection held for one transaction (sql/018_chain_seal_c.sql): BEGIN;
- *      tl_chain_take(batch, tz) — one daemon at a time (advisory lock), up to batch events
- *      committed since the last seal, each with its partition's head; the links computed here
+ *      tl_chain_take(batch, tz, careful) — one daemon at a time (advisory lock), up to batch
+ *      events committed since the last seal, each with its partition's head (after a failed
+ *      seal, careful: without the events already chained, sql/036); the links computed here
  *      (lib/crypto/chain.c, the encoding `tubeloopd verify` recomputes), which keeps the
  *      hashing off PostgreSQL's CPU; tl_chain_append — the links and the heads; COMMIT.
  *      Repeated at once while a whole batch was taken;
@@ -37,6 +38,7 @@ static void idle(tl_sealer_t *s) {
 
 static int failed(tl_sealer_t *s, const char *what, int status, const tl_db_result_t *res) {
   if (status == 0) return 0;
+  s->careful = 1;
   if (!s->stopped)
     tl_log(TL_LOG_WARN, "chain_step_failed", "step=%s status=\"%s\" sqlstate=%s", what,
            tl_strerror(status), tl_db_result_sqlstate(res));
@@ -128,7 +130,7 @@ static void seal_committed(void *arg, int status, const tl_db_result_t *res);
  * them. Partition NULL: a vanished event (head seq NULL) or "another daemon seals" (-1). */
 #define TAKE_SQL                                                                              \
   "SELECT t.partition, t.head_seq, t.head_link, " TL_CHAIN_COLUMNS                            \
-  " FROM tl_chain_take($1::int, $2) t, LATERAL (SELECT (t.ev).*) e"
+  " FROM tl_chain_take($1::int, $2, $3::boolean) t, LATERAL (SELECT (t.ev).*) e"
 #define TAKE_FIRST_FIELD 3
 
 static void step_seal(tl_sealer_t *s) {
@@ -152,8 +154,8 @@ static void seal_begun(void *arg, int status, const tl_db_result_t *res) {
   if (failed(s, "begin", status, res)) return;
   char batch[16];
   snprintf(batch, sizeof batch, "%d", s->batch);
-  const char *params[] = {batch, s->tz};
-  int rc = tl_db_conn_exec(s->conn, TAKE_SQL, 2, params, seal_taken, s);
+  const char *params[] = {batch, s->tz, s->careful ? "true" : "false"};
+  int rc = tl_db_conn_exec(s->conn, TAKE_SQL, 3, params, seal_taken, s);
   if (rc != 0) failed(s, "take", rc, NULL);
 }
 
@@ -267,6 +269,7 @@ static void seal_committed(void *arg, int status, const tl_db_result_t *res) {
   if (failed(s, "commit", status, res)) return;
   tl_db_release(s->conn);
   s->conn = NULL;
+  s->careful = 0;
   long long sealed = s->round_links;
   s->sealed += (unsigned long long)sealed;
   if (sealed > 0)
@@ -300,6 +303,7 @@ int tl_sealer_start(tl_sealer_t *s, uv_loop_t *loop, tl_db_pool_t *db, int inter
   s->db = db;
   s->running = 0;
   s->stopped = 0;
+  s->careful = 0;
   s->sealed = s->checkpoints = 0;
   s->conn = NULL;
   int rc = uv_timer_init(loop, &s->timer);

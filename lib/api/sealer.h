@@ -17,6 +17,7 @@ typedef struct {
   int checkpoint_links;      /* ... and whenever it moved this many links */
   int batch;                 /* events chained per transaction */
   int running;               /* a step is in the database */
+  int careful;               /* a step failed: the next take skips chained events (sql/036) */
   int stopped;
   tl_db_conn_t *conn;        /* held for the seal transaction, else NULL */
   long long round_links;     /* links computed in the current seal transaction */

@@ -364,6 +364,30 @@ class TwoDaemons(T.EnvCase):
                               "--keys", self.env.daemon.keys], check=False)
         self.assertEqual(rc, 0, err + out)
 
+    def test_requeued_event_chained_once(self):
+        """An event queued again by hand after it was chained (sql/036): the fast take does not
+        look, so its seal fails on chain_links' unique event_id and rolls back; the careful
+        take that follows skips it. Nothing is chained twice and the queue drains."""
+        db = self.env.db
+        send_tubes(self.a, "S1", ROUND_A, self.clock, 2, 200)
+        Chain.wait_sealed(db, db.count("events"))
+        again = [r[0] for r in db.psql("SELECT event_id FROM chain_links ORDER BY seq LIMIT 3")]
+        db.psql("INSERT INTO chain_pending (event_id) SELECT unnest(ARRAY[%s]::uuid[])"
+                % ",".join("'%s'" % i for i in again))
+        send_tubes(self.b, "S9", ROUND_B, self.clock, 2, 200)
+        n = db.count("events")
+        Chain.wait_sealed(db, n)
+        self.assertEqual(db.count("chain_links"), n)
+        self.assertEqual(db.scalar("SELECT count(DISTINCT event_id) FROM chain_links"), str(n))
+        self.assertEqual(db.psql("SELECT partition FROM chain_links GROUP BY partition"
+                                 " HAVING max(seq) <> count(*)"), [])
+        db.close_session()
+        logs = self.env.daemon.log_text() + self.other.log_text()
+        self.assertRegex(logs, r"msg=chain_step_failed step=append .*sqlstate=23505")
+        rc, out, err = T.run([T.need_env("TUBELOOPD"), "verify", "--db", db.conninfo,
+                              "--keys", self.env.daemon.keys], check=False)
+        self.assertEqual(rc, 0, err + out)
+
 
 if __name__ == "__main__":
     unittest.main(verbosity=2)
