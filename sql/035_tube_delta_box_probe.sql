@@ -2,15 +2,15 @@
 --
 -- tl_delta_tubes (sql/008) joins the statement's tubes to boxes to know whether each tube's box
 -- is on the road. Its plan is generic (tl_write's plan_cache_mode, sql/021) and sized by the
--- transition table it was first planned for: after a batched group of hundreds of tubes it is
--- a hash join over a sequential scan of every box, kept for every later statement of the
--- session, including the single scan's write of one tube (auto_explain on a benchmark
--- cluster; docs/PERFORMANCE.md, ninth update). Here the box is a LATERAL subquery with
--- LIMIT 1, which the planner cannot turn into a join: one probe of boxes_pkey per tube
--- whatever the plan (as sql/031 did for the follow-ups). Still an outer join, so a tube
+-- transition table it was first planned for: after a batched group of hundreds of tubes it can
+-- be a hash join over a sequential scan of every box, kept for every later statement of the
+-- session, the single scan's write of one tube included (found with auto_explain on a
+-- benchmark cluster; measured in docs/PERFORMANCE.md, ninth update). Here the box is a LATERAL
+-- subquery with LIMIT 1, which the planner cannot turn into a join: one probe of boxes_pkey per
+-- tube whatever the plan (as sql/031 did for the follow-ups). Still an outer join, so a tube
 -- without a box counts as not on the road as before, and tl_tube_metrics still gets plain
--- columns and is inlined. The rows written are the same; the dashboards' e2e tests compare
--- the roll-ups with counts from the raw rows.
+-- columns and is inlined. The rows written are the same; e2e_py_convergence compares the
+-- folded roll-ups with a re-count after every interleaving.
 
 -- sql/008's, the box by probe
 CREATE OR REPLACE FUNCTION tl_delta_tubes() RETURNS trigger LANGUAGE plpgsql AS $$

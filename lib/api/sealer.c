@@ -3,7 +3,7 @@
  *   1. on one pool connection held for one transaction (sql/018_chain_seal_c.sql): BEGIN;
  *      tl_chain_take(batch, tz, careful) — one daemon at a time (advisory lock), up to batch
  *      events committed since the last seal, each with its partition's head (after a failed
- *      seal, careful: without the events already chained, sql/036); the links computed here
+ *      step, careful: without the events already chained, sql/036); the links computed here
  *      (lib/crypto/chain.c, the encoding `tubeloopd verify` recomputes), which keeps the
  *      hashing off PostgreSQL's CPU; tl_chain_append — the links and the heads; COMMIT.
  *      Repeated at once while a whole batch was taken;
