@@ -134,7 +134,7 @@ static int add_encrypted(const tl_keys_t *k, cJSON *row, const char *key, const 
     tl_buf_t v;
     tl_buf_init(&v);
     snprintf(prefix, sizeof prefix, "%u:", id);
-    rc = tl_buf_append(&v, prefix, strlen(prefix));
+    rc = tl_buf_puts(&v, prefix);
     if (rc == 0) rc = tl_buf_append(&v, b.data, b.len);
     if (rc == 0 && cJSON_AddStringToObject(row, key, tl_buf_cstr(&v)) == NULL) rc = TL_ENOMEM;
     tl_buf_dispose(&v);
@@ -351,32 +351,30 @@ static const char *const state_names[] = {"rejected", "pending", "accepted", "du
 
 /* {"results": [{"id", "status", "code" and "message" when rejected, "anomalies"}, ...]},
  * written straight into a buffer (one answer per batch, up to 1,000 results). */
-#define LIT(s) s, sizeof(s) - 1 /* a string literal and its length */
-
 static int answer_text(const tl__batch_t *b, tl_buf_t *out) {
-  int rc = tl_buf_append(out, LIT("{\"results\":["));
+  int rc = tl_buf_puts(out, "{\"results\":[");
   for (int i = 0; i < b->n && rc == 0; i++) {
     const tl__slot_t *s = &b->slots[i];
-    rc = i ? tl_buf_append(out, LIT(",{\"id\":")) : tl_buf_append(out, LIT("{\"id\":"));
+    rc = i ? tl_buf_puts(out, ",{\"id\":") : tl_buf_puts(out, "{\"id\":");
     if (rc == 0)
-      rc = !s->has_id ? tl_buf_append(out, LIT("null"))
+      rc = !s->has_id ? tl_buf_puts(out, "null")
                       : tl_http_json_string(out, s->state == TL__SLOT_REJECTED && !s->ev.id[0]
                                                      ? s->id_text : s->ev.id);
     if (rc == 0) rc = tl_buf_appendf(out, ",\"status\":\"%s\"", state_names[s->state]);
     if (rc == 0 && s->state == TL__SLOT_REJECTED) {
-      rc = tl_buf_append(out, LIT(",\"code\":"));
+      rc = tl_buf_puts(out, ",\"code\":");
       if (rc == 0) rc = tl_http_json_string(out, s->code);
-      if (rc == 0) rc = tl_buf_append(out, LIT(",\"message\":"));
+      if (rc == 0) rc = tl_buf_puts(out, ",\"message\":");
       if (rc == 0) rc = tl_http_json_string(out, s->message);
     }
-    if (rc == 0) rc = tl_buf_append(out, LIT(",\"anomalies\":["));
+    if (rc == 0) rc = tl_buf_puts(out, ",\"anomalies\":[");
     for (int k = 0; k < s->nanomalies && rc == 0; k++) {
-      if (k) rc = tl_buf_append(out, LIT(","));
+      if (k) rc = tl_buf_puts(out, ",");
       if (rc == 0) rc = tl_http_json_string(out, s->anomalies[k]);
     }
-    if (rc == 0) rc = tl_buf_append(out, LIT("]}"));
+    if (rc == 0) rc = tl_buf_puts(out, "]}");
   }
-  return rc ? rc : tl_buf_append(out, LIT("]}"));
+  return rc ? rc : tl_buf_puts(out, "]}");
 }
 
 static void answer(tl__batch_t *b) {

@@ -26,7 +26,7 @@ typedef struct {
 } jw_t;
 
 static void raw(jw_t *w, const char *s) {
-  if (w->rc == 0) w->rc = tl_buf_append(w->b, s, strlen(s));
+  if (w->rc == 0) w->rc = tl_buf_puts(w->b, s);
 }
 
 static void open_row(jw_t *w, int first) {

@@ -9,6 +9,7 @@
 
 #include <stdarg.h>
 #include <stddef.h>
+#include <string.h>
 
 typedef struct {
   char *data;  /* owned; NULL until the first append */
@@ -21,6 +22,11 @@ void tl_buf_dispose(tl_buf_t *b);
 void tl_buf_reset(tl_buf_t *b); /* len = 0, storage kept */
 TL_WUR int tl_buf_reserve(tl_buf_t *b, size_t extra);
 TL_WUR int tl_buf_append(tl_buf_t *b, const void *data, size_t len);
+/* Appends a NUL-terminated string (without the NUL); inline, so a literal's length is known
+ * when compiling. */
+TL_WUR static inline int tl_buf_puts(tl_buf_t *b, const char *s) {
+  return tl_buf_append(b, s, strlen(s));
+}
 TL_WUR int tl_buf_appendf(tl_buf_t *b, const char *fmt, ...) __attribute__((format(printf, 2, 3)));
 TL_WUR int tl_buf_vappendf(tl_buf_t *b, const char *fmt, va_list ap)
     __attribute__((format(printf, 2, 0)));
