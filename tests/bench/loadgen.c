@@ -454,7 +454,7 @@ static void *ingest_worker(void *arg) {
     long tenth = g->total / 10 > 0 ? g->total / 10 : 1;
     if (g->done / tenth != before / tenth && g->done < g->total) {
       printf("ingest: %3ld%% after %6.1f s: %6.0f events/s in the last tenth\n", g->done * 100 / g->total,
-             now - g->t0, (double)(g->done - g->last_mark) / (now - (g->last_t ? g->last_t : g->t0)));
+             now - g->t0, (double)(g->done - g->last_mark) / (now - (g->last_t > 0 ? g->last_t : g->t0)));
       g->last_mark = g->done;
       g->last_t = now;
     }
