@@ -90,7 +90,6 @@ static void test_canonical(void **state) {
   }
 }
 
-
 /* The digest of an event as tl__batch_decode computes it: HMAC-SHA256 (the keys file's hmac
  * key) of the event as sent, in canonical form, personal data included. Keys in any order. */
 static void test_event_digest(void **state) {
