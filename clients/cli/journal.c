@@ -353,11 +353,16 @@ void tl_journal_close(tl_journal_t *j) {
   j->fd = -1;
 }
 
-static int make_uuid(char out[37]) {
+/* A UUID version 7 (RFC 9562): the Unix time in milliseconds when the event was made in the
+ * first 48 bits, then 74 random bits. Ids made one after another sort by time, so the server's
+ * event-id indexes grow at their right edge, where their pages are in memory, instead of taking
+ * a random page for every event (docs/PERFORMANCE.md, tenth update). */
+static int make_uuid(int64_t ms, char out[37]) {
   unsigned char r[16];
-  if (RAND_bytes(r, sizeof r) != 1) return TL_EIO;
-  r[6] = (unsigned char)((r[6] & 0x0f) | 0x40); /* version 4: random */
-  r[8] = (unsigned char)((r[8] & 0x3f) | 0x80); /* RFC 4122 variant */
+  if (RAND_bytes(r + 6, 10) != 1) return TL_EIO;
+  for (int i = 0; i < 6; i++) r[i] = (unsigned char)((uint64_t)ms >> (8 * (5 - i)));
+  r[6] = (unsigned char)((r[6] & 0x0f) | 0x70); /* version 7: time-ordered */
+  r[8] = (unsigned char)((r[8] & 0x3f) | 0x80); /* RFC 9562 variant */
   static const char hex[] = "0123456789abcdef";
   int k = 0;
   for (int i = 0; i < 16; i++) {
@@ -377,7 +382,7 @@ cJSON *tl_journal_event_new(const char *type) {
   time_t secs = ts.tv_sec;
   localtime_r(&secs, &tm);
   int64_t ms = (int64_t)ts.tv_sec * 1000 + ts.tv_nsec / 1000000;
-  if (make_uuid(id) != 0 || tl_time_format(ms, (int)(tm.tm_gmtoff / 60), at) != 0) return NULL;
+  if (make_uuid(ms, id) != 0 || tl_time_format(ms, (int)(tm.tm_gmtoff / 60), at) != 0) return NULL;
   cJSON *o = cJSON_CreateObject();
   if (o == NULL || cJSON_AddStringToObject(o, "id", id) == NULL ||
       cJSON_AddStringToObject(o, "type", type) == NULL || cJSON_AddStringToObject(o, "at", at) == NULL) {

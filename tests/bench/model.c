@@ -207,10 +207,13 @@ static uint64_t rng_next(rng_t *r) {
 
 static double rng_unit(rng_t *r) { return (double)(rng_next(r) >> 11) / 9007199254740992.0; }
 
-static void make_uuid(rng_t *r, char out[37]) {
+/* A UUID version 7 (RFC 9562), as the CLI makes them (clients/cli/journal.c): the event's time
+ * in Unix milliseconds in the first 48 bits, then 74 seeded random bits. Event ids made over
+ * time then land at the right edge of the event-id indexes instead of all over them. */
+static void make_uuid(rng_t *r, int64_t at_ms, char out[37]) {
   uint64_t a = rng_next(r), b = rng_next(r);
-  a = (a & 0xFFFFFFFFFFFF0FFFULL) | 0x0000000000004000ULL; /* version 4 */
-  b = (b & 0x3FFFFFFFFFFFFFFFULL) | 0x8000000000000000ULL; /* RFC 4122 variant */
+  a = ((uint64_t)at_ms << 16) | 0x7000u | (a & 0x0FFFu);   /* time, version 7, rand_a */
+  b = (b & 0x3FFFFFFFFFFFFFFFULL) | 0x8000000000000000ULL; /* RFC 9562 variant, rand_b */
   snprintf(out, 37, "%08x-%04x-%04x-%04x-%012llx", (unsigned)(a >> 32), (unsigned)(a >> 16) & 0xFFFF,
            (unsigned)a & 0xFFFF, (unsigned)(b >> 48), (unsigned long long)(b & 0xFFFFFFFFFFFFULL));
 }
@@ -259,7 +262,7 @@ static int emit(gen_t *g, int chain, bm_type_t type, int64_t at, const char *fmt
   }
   bm_event_t *e = &w->events[w->nevents];
   memset(e, 0, sizeof *e);
-  make_uuid(&g->rng, e->id);
+  make_uuid(&g->rng, at, e->id);
   e->type = (uint8_t)type;
   e->at = at;
   e->sender = w->chains[chain].sender;

@@ -4,6 +4,7 @@
 daemon stopped, `sync` killed with SIGKILL at random moments and restarted (every scan in the
 database exactly once), the journal's torn last line, `courier pickup/deliver`, and
 `lab receive/reject` with the missing and unexpected tubes of a box."""
+import datetime
 import json
 import os
 import random
@@ -14,6 +15,7 @@ import sys
 import tempfile
 import time
 import unittest
+import uuid
 
 sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
 import tubeloop_test as T  # noqa: E402
@@ -146,6 +148,17 @@ class CliScan(T.EnvCase):
         self.assertEqual(sorted(db.values()), sorted(["tube.open"] + ["sample.add"] * 10 +
                                                      ["tube.seal", "box.pack", "box.seal"]))
         self.assertEqual({a[0] for a in acks.values()}, {"accepted"})
+        # the ids are UUID version 7 (RFC 9562): the time each was made, in Unix milliseconds,
+        # in the first 48 bits, so they sort in the order scanned and match the scan time
+        made = []
+        for i, e in events.items():
+            u = uuid.UUID(i)
+            self.assertEqual((u.version, u.variant), (7, uuid.RFC_4122), i)
+            ms = u.int >> 80
+            at = datetime.datetime.fromisoformat(e["at"]).timestamp() * 1000
+            self.assertLess(abs(ms - at), 2, "%s made at %d, scanned at %s" % (i, ms, e["at"]))
+            made.append(ms)
+        self.assertEqual(made, sorted(made))
         with open(j, encoding="utf-8") as f:
             self.assertNotIn(bad, f.read())
         self.assertEqual(os.stat(j).st_mode & 0o777, 0o600)
