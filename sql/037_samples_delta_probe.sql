@@ -2,8 +2,9 @@
 -- person_rounds only for persons sampled in the round before.
 --
 -- tl_delta_samples (sql/029) cost ~21 ms per statement of 1,000 new samples of new persons on a
--- benchmark cluster (1.8 M samples; EXPLAIN ANALYZE in a rolled-back transaction, six runs),
--- ~15 µs of PostgreSQL per batched event. Two parts of it did nothing for nearly every person:
+-- benchmark cluster (1.8 M samples; EXPLAIN ANALYZE in a rolled-back transaction, six runs), and
+-- 21-23 µs of PostgreSQL per batched event under ingest (pg_stat_statements). Two parts of it
+-- did nothing for nearly every person:
 --   * the probe of each person's samples ran a sort, a grouping and a window per person, for
 --     one row almost always. The probe now only reads the sites of the person's samples (its
 --     OFFSET 0 keeps it a nested loop over the samples index, whatever plan the session
@@ -13,10 +14,11 @@
 --     this statement in the same write. So a person without an earlier sample in the round
 --     has none: the lookup now runs only for persons with one (prior), as a one-time filter
 --     before the index scan.
--- Measured the same way: ~12 ms per 1,000 (docs/PERFORMANCE.md, tenth update). The deltas
--- are the same, row for row: compared with sql/029's on mixed statements (new persons, persons
--- sampled before at the same and at other sites, a person sampled at two sites in the
--- statement); e2e_py_convergence compares the folded roll-ups with a re-count.
+-- Measured the same ways: ~12 ms per 1,000, and 8-10 µs per batched event (docs/PERFORMANCE.md,
+-- tenth update). The deltas are the same, row for row: compared with sql/029's on mixed
+-- statements (new persons, persons sampled before at the same and at other sites, a person
+-- sampled at two sites in the statement); e2e_py_convergence compares the folded roll-ups with
+-- a re-count.
 
 CREATE OR REPLACE FUNCTION tl_delta_samples() RETURNS trigger LANGUAGE plpgsql AS $$
 BEGIN

@@ -208,8 +208,8 @@ static uint64_t rng_next(rng_t *r) {
 static double rng_unit(rng_t *r) { return (double)(rng_next(r) >> 11) / 9007199254740992.0; }
 
 /* A UUID version 7 (RFC 9562), as the CLI makes them (clients/cli/journal.c): the event's time
- * in Unix milliseconds in the first 48 bits, then 74 seeded random bits. Event ids made over
- * time then land at the right edge of the event-id indexes instead of all over them. */
+ * in Unix milliseconds in the first 48 bits, then 74 seeded random bits, so that ids sort by
+ * the time their events were made. */
 static void make_uuid(rng_t *r, int64_t at_ms, char out[37]) {
   uint64_t a = rng_next(r), b = rng_next(r);
   a = ((uint64_t)at_ms << 16) | 0x7000u | (a & 0x0FFFu);   /* time, version 7, rand_a */
