@@ -361,16 +361,7 @@ static int make_uuid(int64_t ms, char out[37]) {
   unsigned char r[16];
   if (RAND_bytes(r + 6, 10) != 1) return TL_EIO;
   for (int i = 0; i < 6; i++) r[i] = (unsigned char)((uint64_t)ms >> (8 * (5 - i)));
-  r[6] = (unsigned char)((r[6] & 0x0f) | 0x70); /* version 7: time-ordered */
-  r[8] = (unsigned char)((r[8] & 0x3f) | 0x80); /* RFC 9562 variant */
-  static const char hex[] = "0123456789abcdef";
-  int k = 0;
-  for (int i = 0; i < 16; i++) {
-    if (i == 4 || i == 6 || i == 8 || i == 10) out[k++] = '-';
-    out[k++] = hex[r[i] >> 4];
-    out[k++] = hex[r[i] & 15];
-  }
-  out[k] = '\0';
+  tl_uuid_format(r, 7, out);
   return 0;
 }
 

@@ -261,16 +261,7 @@ static void derive_id(const char *ns, const char *text, char out[37]) {
     exit(1);
   }
   EVP_MD_CTX_free(ctx);
-  md[6] = (unsigned char)((md[6] & 0x0F) | 0x80); /* version 8 */
-  md[8] = (unsigned char)((md[8] & 0x3F) | 0x80); /* variant 10 */
-  static const char hex[] = "0123456789abcdef";
-  char *o = out;
-  for (int i = 0; i < 16; i++) {
-    if (i == 4 || i == 6 || i == 8 || i == 10) *o++ = '-';
-    *o++ = hex[md[i] >> 4];
-    *o++ = hex[md[i] & 15];
-  }
-  *o = '\0';
+  tl_uuid_format(md, 8, out);
 }
 
 cJSON *tl_lab_event(const tl_lab_header_t *h, const tl_lab_row_t *r, const char *file_at, const char *ns) {

@@ -7,6 +7,8 @@
  * computes identically on every x86-64 and arm64 build we run. */
 #include "simulate_model.h"
 
+#include "domain/validate.h"
+
 #include <math.h>
 #include <stdio.h>
 #include <stdlib.h>
@@ -225,10 +227,7 @@ static void make_uuid(rng_t *r, char out[37]) {
   unsigned char b[16];
   uint64_t x = rng_next(r), y = rng_next(r);
   for (int i = 0; i < 8; i++) b[i] = (unsigned char)(x >> (8 * i)), b[8 + i] = (unsigned char)(y >> (8 * i));
-  b[6] = (unsigned char)((b[6] & 0x0f) | 0x40); /* version 4 */
-  b[8] = (unsigned char)((b[8] & 0x3f) | 0x80); /* RFC 4122 variant */
-  snprintf(out, 37, "%02x%02x%02x%02x-%02x%02x-%02x%02x-%02x%02x-%02x%02x%02x%02x%02x%02x", b[0], b[1],
-           b[2], b[3], b[4], b[5], b[6], b[7], b[8], b[9], b[10], b[11], b[12], b[13], b[14], b[15]);
+  tl_uuid_format(b, 4, out);
 }
 
 /* A new event; the pointer is valid until the next emit. On allocation failure returns a

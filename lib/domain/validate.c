@@ -79,6 +79,19 @@ void tl_uuid_lower(char out[37], const char *in) {
   out[36] = '\0';
 }
 
+void tl_uuid_format(unsigned char b[16], int version, char out[37]) {
+  static const char hex[] = "0123456789abcdef";
+  b[6] = (unsigned char)((b[6] & 0x0f) | ((version & 0x0f) << 4));
+  b[8] = (unsigned char)((b[8] & 0x3f) | 0x80); /* variant 10 */
+  int k = 0;
+  for (int i = 0; i < 16; i++) {
+    if (i == 4 || i == 6 || i == 8 || i == 10) out[k++] = '-';
+    out[k++] = hex[b[i] >> 4];
+    out[k++] = hex[b[i] & 15];
+  }
+  out[k] = '\0';
+}
+
 /* ---- Calendar --------------------------------------------------------------------------- */
 
 static int is_leap(int64_t y) { return (y % 4 == 0 && y % 100 != 0) || y % 400 == 0; }

@@ -42,6 +42,10 @@ TL_WUR int tl_valid_uuid(const char *s, size_t len);
 /* Copies a UUID that passed tl_valid_uuid() with lower-case hex into out (36 chars + NUL), so
  * one event id has one spelling. */
 void tl_uuid_lower(char out[37], const char *in);
+/* Sets the version (4, 7, 8, ...) and the RFC 9562 variant in b, then writes it as canonical
+ * lower-case UUID text into out (36 chars + NUL). The callers fill b: random, time-ordered or
+ * hashed bytes. */
+void tl_uuid_format(unsigned char b[16], int version, char out[37]);
 
 /* ---- Times (RFC 3339) ------------------------------------------------------------------- */
 

@@ -211,11 +211,13 @@ static double rng_unit(rng_t *r) { return (double)(rng_next(r) >> 11) / 90071992
  * in Unix milliseconds in the first 48 bits, then 74 seeded random bits, so that ids sort by
  * the time their events were made. */
 static void make_uuid(rng_t *r, int64_t at_ms, char out[37]) {
-  uint64_t a = rng_next(r), b = rng_next(r);
-  a = ((uint64_t)at_ms << 16) | 0x7000u | (a & 0x0FFFu);   /* time, version 7, rand_a */
-  b = (b & 0x3FFFFFFFFFFFFFFFULL) | 0x8000000000000000ULL; /* RFC 9562 variant, rand_b */
-  snprintf(out, 37, "%08x-%04x-%04x-%04x-%012llx", (unsigned)(a >> 32), (unsigned)(a >> 16) & 0xFFFF,
-           (unsigned)a & 0xFFFF, (unsigned)(b >> 48), (unsigned long long)(b & 0xFFFFFFFFFFFFULL));
+  uint64_t a = ((uint64_t)at_ms << 16) | (rng_next(r) & 0xFFFFu), b = rng_next(r);
+  unsigned char u[16];
+  for (int i = 0; i < 8; i++) {
+    u[i] = (unsigned char)(a >> (56 - 8 * i));
+    u[8 + i] = (unsigned char)(b >> (56 - 8 * i));
+  }
+  tl_uuid_format(u, 7, out);
 }
 
 typedef struct {

@@ -118,6 +118,34 @@ static void test_uuids(void **state) {
   }
 }
 
+/* tl_uuid_format: version and variant bits set over whatever bytes the caller made, canonical
+ * lower-case text; the bytes themselves stay in place. */
+static void test_uuid_format(void **state) {
+  (void)state;
+  static const struct {
+    unsigned char b[16];
+    int version;
+    const char *text;
+  } cases[] = {
+      {{0}, 4, "00000000-0000-4000-8000-000000000000"},
+      {{0xff, 0xff, 0xff, 0xff, 0xff, 0xff, 0xff, 0xff, 0xff, 0xff, 0xff, 0xff, 0xff, 0xff, 0xff,
+        0xff},
+       8, "ffffffff-ffff-8fff-bfff-ffffffffffff"},
+      /* a version 7 id of 1796630400123 ms (0x01a24f844c7b) in its first 48 bits */
+      {{0x01, 0xa2, 0x4f, 0x84, 0x4c, 0x7b, 0x0a, 0xbc, 0x4d, 0xef, 0x01, 0x23, 0x45, 0x67, 0x89,
+        0xab},
+       7, "01a24f84-4c7b-7abc-8def-0123456789ab"},
+  };
+  for (size_t i = 0; i < N(cases); i++) {
+    unsigned char b[16];
+    char out[37];
+    memcpy(b, cases[i].b, sizeof b);
+    tl_uuid_format(b, cases[i].version, out);
+    assert_string_equal(out, cases[i].text);
+    assert_true(tl_valid_uuid(out, strlen(out)));
+  }
+}
+
 /* ---- times -------------------------------------------------------------------------------- */
 
 #define T_2021_10_08_011203Z INT64_C(1633655523000)
@@ -724,6 +752,7 @@ int main(void) {
       cmocka_unit_test(test_barcodes_and_codes),
       cmocka_unit_test(test_regions),
       cmocka_unit_test(test_uuids),
+      cmocka_unit_test(test_uuid_format),
       cmocka_unit_test(test_time_parse),
       cmocka_unit_test(test_time_format),
       cmocka_unit_test(test_dates),
