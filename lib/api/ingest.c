@@ -1,8 +1,11 @@
 /* Group commit of event batches (ingest.h): the queue, the groups and their transaction:
  *
- *   acquire a connection → BEGIN → tl_load (advisory locks on every touched key, then the
+ *   acquire a connection → BEGIN + tl_load (advisory locks on every touched key, then the
  *   current facts) → the custody rules in C, batch by batch, event by event → tl_write
- *   (set-based upserts, re-derived follow-ups, anomalies and roll-ups) → COMMIT → answers.
+ *   (set-based upserts, re-derived follow-ups, anomalies and roll-ups) + COMMIT → answers.
+ *
+ * Each "+" is one round trip: the two statements go out together (libpq pipeline mode,
+ * tl_db_conn_exec_around), so a group costs two round trips, not four.
  *
  * Answers go out only after COMMIT succeeded (synchronous_commit on): an acknowledged event is
  * durable. If a group of several batches fails on a database error, each of its batches is
@@ -38,12 +41,12 @@ typedef struct {
 } group_t;
 
 /* The steps of a group, timed for /metrics: a batch's wait in the queue, then the group's
- * transaction step by step (the rules: the C between tl_load and the write). */
-enum {
-  STEP_QUEUE, STEP_ACQUIRE, STEP_BEGIN, STEP_LOAD, STEP_RULES, STEP_WRITE, STEP_COMMIT, NSTEPS
-};
-static const char *const step_names[NSTEPS] = {"queue", "acquire", "begin", "load",
-                                               "rules", "write",   "commit"};
+ * transaction step by step. BEGIN goes out with tl_load ("load") and COMMIT with the write
+ * ("write"), each pair in one round trip; "rules" is the C between them; "commit" is a COMMIT
+ * sent alone, by a group that had nothing new to write. */
+enum { STEP_QUEUE, STEP_ACQUIRE, STEP_LOAD, STEP_RULES, STEP_WRITE, STEP_COMMIT, NSTEPS };
+static const char *const step_names[NSTEPS] = {"queue", "acquire", "load",
+                                               "rules", "write", "commit"};
 
 /* The per-daemon queue. */
 typedef struct {
@@ -306,10 +309,11 @@ static int plain_group(const group_t *g) {
   return w->nreceipts == 0;
 }
 
+/* The write and its COMMIT came back together (one round trip): the group is durable. */
 static void step_write_done(void *arg, int status, const tl_db_result_t *res) {
   group_t *g = arg;
   if (status != 0) {
-    group_fail(g, status, res, "write");
+    group_fail(g, status, res, tl_db_result_statement(res) == 1 ? "commit" : "write");
     return;
   }
   step_timed(g, STEP_WRITE);
@@ -325,8 +329,7 @@ static void step_write_done(void *arg, int status, const tl_db_result_t *res) {
     int j = tl_strmap_get(&g->accepted, s->ev.id);
     for (int k = 0; j >= 0 && k < g->slots[j]->nanomalies; k++) add_anomaly(s, g->slots[j]->anomalies[k]);
   }
-  int rc = tl_db_conn_exec(g->conn, "COMMIT", 0, NULL, step_commit_done, g);
-  if (rc != 0) group_fail(g, rc, NULL, "commit");
+  group_finish(g, 0);
 }
 
 static void step_commit_done(void *arg, int status, const tl_db_result_t *res) {
@@ -342,7 +345,7 @@ static void step_commit_done(void *arg, int status, const tl_db_result_t *res) {
 static void step_load_done(void *arg, int status, const tl_db_result_t *res) {
   group_t *g = arg;
   if (status != 0) {
-    group_fail(g, status, res, "load");
+    group_fail(g, status, res, tl_db_result_statement(res) == -1 ? "begin" : "load");
     return;
   }
   step_timed(g, STEP_LOAD);
@@ -375,21 +378,23 @@ static void step_load_done(void *arg, int status, const tl_db_result_t *res) {
   const char *params[] = {text};
   int plain = plain_group(g);
   queue_of(g->api)->written[plain]++;
-  rc = tl_db_conn_exec(g->conn,
-                       plain ? "SELECT event, type FROM tl_write_plain($1::jsonb)"
-                             : "SELECT event, type FROM tl_write($1::jsonb)",
-                       1, params, step_write_done, g);
+  rc = tl_db_conn_exec_around(g->conn, NULL,
+                              plain ? "SELECT event, type FROM tl_write_plain($1::jsonb)"
+                                    : "SELECT event, type FROM tl_write($1::jsonb)",
+                              1, params, "COMMIT", step_write_done, g);
   free(text);
   if (rc != 0) group_fail(g, rc, NULL, "write");
 }
 
-static void step_begin_done(void *arg, int status, const tl_db_result_t *res) {
+/* BEGIN and tl_load go out together (one round trip). */
+static void step_acquired(void *arg, int status, tl_db_conn_t *conn) {
   group_t *g = arg;
   if (status != 0) {
-    group_fail(g, status, res, "begin");
+    group_finish(g, status);
     return;
   }
-  step_timed(g, STEP_BEGIN);
+  g->conn = conn;
+  step_timed(g, STEP_ACQUIRE);
   tl_buf_t locks, ids, tubes, boxes, rounds, labs, persons;
   tl_buf_t *all[] = {&locks, &ids, &tubes, &boxes, &rounds, &labs, &persons};
   int rc = 0;
@@ -429,25 +434,13 @@ static void step_begin_done(void *arg, int status, const tl_db_result_t *res) {
     const char *params[] = {tl_buf_cstr(&locks), tl_buf_cstr(&ids),   tl_buf_cstr(&tubes),
                             tl_buf_cstr(&boxes), tl_buf_cstr(&rounds), tl_buf_cstr(&labs),
                             tl_buf_cstr(&persons)};
-    rc = tl_db_conn_exec(g->conn,
-                         "SELECT tl_load($1::bigint[], $2::uuid[], $3::text[], $4::text[],"
-                         " $5::text[], $6::text[], $7::text[])::text",
-                         7, params, step_load_done, g);
+    rc = tl_db_conn_exec_around(g->conn, "BEGIN",
+                                "SELECT tl_load($1::bigint[], $2::uuid[], $3::text[], $4::text[],"
+                                " $5::text[], $6::text[], $7::text[])::text",
+                                7, params, NULL, step_load_done, g);
   }
   for (int k = 0; k < 7; k++) tl_buf_dispose(all[k]);
   if (rc != 0) group_fail(g, rc < 0 ? rc : TL_ENOMEM, NULL, "load");
-}
-
-static void step_acquired(void *arg, int status, tl_db_conn_t *conn) {
-  group_t *g = arg;
-  if (status != 0) {
-    group_finish(g, status);
-    return;
-  }
-  g->conn = conn;
-  step_timed(g, STEP_ACQUIRE);
-  int rc = tl_db_conn_exec(conn, "BEGIN", 0, NULL, step_begin_done, g);
-  if (rc != 0) group_fail(g, rc, NULL, "begin");
 }
 
 static void group_free(group_t *g) {

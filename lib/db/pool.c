@@ -22,6 +22,7 @@ typedef struct job_s {
   tl_db_acquire_cb acquire; /* set: this job only asks for a connection to hold */
   int prepared;         /* text is a statement name */
   char *text;           /* statement name or SQL; points into the same allocation */
+  char *before, *after; /* parameterless SQL sent with text in one pipeline, or NULL */
   int nparams;
   char **params;        /* into the same allocation */
   tl_db_cb cb;
@@ -36,6 +37,7 @@ typedef struct {
 
 struct tl_db_result_s {
   PGresult *res;
+  int statement; /* a pipeline job's: -1 before, 0 its text, 1 after */
 };
 
 typedef struct {
@@ -49,7 +51,9 @@ typedef struct {
   int prep_next;        /* the statement being prepared */
   int flushing;         /* PQflush still has data to send */
   job_t *job;           /* running job, or NULL */
-  PGresult *result;     /* the job's first error or last result */
+  PGresult *result;     /* the job's first error or last result (a pipeline: of its text) */
+  int pipe_at;          /* a pipeline job: the statement whose results are being read */
+  int result_at;        /* a pipeline job: the statement result came from (0: before) */
   int ever_connected;
   uint64_t planned_at;  /* uv_now() of the connect or the last DISCARD PLANS */
   int held;             /* checked out by tl_db_acquire until tl_db_release */
@@ -110,6 +114,8 @@ const char *tl_db_result_value(const tl_db_result_t *r, int row, int col) {
   return PQgetvalue(r->res, row, col);
 }
 
+int tl_db_result_statement(const tl_db_result_t *r) { return r ? r->statement : 0; }
+
 const char *tl_db_result_sqlstate(const tl_db_result_t *r) {
   const char *s = r && r->res ? PQresultErrorField(r->res, PG_DIAG_SQLSTATE) : NULL;
   return s ? s : "";
@@ -121,11 +127,13 @@ long tl_db_result_affected(const tl_db_result_t *r) {
 
 /* ---------- jobs ---------- */
 
-static job_t *job_new(int prepared, const char *text, int nparams, const char *const *params,
-                      tl_db_cb cb, void *arg) {
+static job_t *job_new_around(const char *before, int prepared, const char *text, int nparams,
+                             const char *const *params, const char *after, tl_db_cb cb, void *arg) {
   size_t size = sizeof(job_t) + (size_t)nparams * sizeof(char *) + strlen(text) + 1;
   for (int i = 0; i < nparams; i++)
     if (params[i]) size += strlen(params[i]) + 1;
+  if (before) size += strlen(before) + 1;
+  if (after) size += strlen(after) + 1;
   job_t *j = calloc(1, size);
   if (j == NULL) return NULL;
   j->params = (char **)(j + 1);
@@ -141,11 +149,21 @@ static job_t *job_new(int prepared, const char *text, int nparams, const char *c
     j->params[i] = s;
     s = stpcpy(s, params[i]) + 1;
   }
+  if (before) {
+    j->before = s;
+    s = stpcpy(s, before) + 1;
+  }
+  if (after) j->after = strcpy(s, after);
   return j;
 }
 
-static void job_finish(job_t *j, int status, PGresult *res) {
-  tl_db_result_t r = {res};
+static job_t *job_new(int prepared, const char *text, int nparams, const char *const *params,
+                      tl_db_cb cb, void *arg) {
+  return job_new_around(NULL, prepared, text, nparams, params, NULL, cb, arg);
+}
+
+static void job_finish(job_t *j, int status, PGresult *res, int statement) {
+  tl_db_result_t r = {res, statement};
   if (j->acquire)
     j->acquire(j->arg, status, NULL);
   else if (j->cb)
@@ -199,7 +217,7 @@ static void fail_waiting(tl_db_pool_t *p, int status) {
     job_t *j = p->head;
     p->head = j->next;
     p->waiting--;
-    job_finish(j, status, NULL);
+    job_finish(j, status, NULL, 0);
   }
   p->tail = NULL;
 }
@@ -250,7 +268,7 @@ static void dbc_fail(dbc_t *c, const char *why) {
   c->job = NULL;
   if (c->held) c->held_lost = 1;
   dbc_set_state(c, DBC_DOWN);
-  if (j) job_finish(j, TL_EDB_DOWN, NULL);
+  if (j) job_finish(j, TL_EDB_DOWN, NULL, 0);
   if (!pool_up(p)) fail_waiting(p, TL_EDB_DOWN);
 }
 
@@ -314,11 +332,29 @@ static void dbc_prepare_next(dbc_t *c) {
   dbc_send_flush(c);
 }
 
+/* A pipeline job: before, text and after go out together with one Sync (libpq pipeline mode,
+ * extended protocol for all three), and come back in one round trip. */
+static int dbc_send_pipeline(dbc_t *c, const job_t *j) {
+  c->pipe_at = 0;
+  c->result_at = 0;
+  if (!PQenterPipelineMode(c->pg)) return 0;
+  int ok = 1;
+  if (j->before) ok = PQsendQueryParams(c->pg, j->before, 0, NULL, NULL, NULL, NULL, 0);
+  if (ok)
+    ok = j->prepared ? PQsendQueryPrepared(c->pg, j->text, j->nparams,
+                                           (const char *const *)j->params, NULL, NULL, 0)
+                     : PQsendQueryParams(c->pg, j->text, j->nparams, NULL,
+                                         (const char *const *)j->params, NULL, NULL, 0);
+  if (ok && j->after) ok = PQsendQueryParams(c->pg, j->after, 0, NULL, NULL, NULL, NULL, 0);
+  return ok && PQpipelineSync(c->pg);
+}
+
 static void dbc_run(dbc_t *c, job_t *j) {
   c->job = j;
   dbc_set_state(c, DBC_BUSY);
-  int ok = j->prepared ? PQsendQueryPrepared(c->pg, j->text, j->nparams,
-                                             (const char *const *)j->params, NULL, NULL, 0)
+  int ok = j->before || j->after ? dbc_send_pipeline(c, j)
+           : j->prepared ? PQsendQueryPrepared(c->pg, j->text, j->nparams,
+                                               (const char *const *)j->params, NULL, NULL, 0)
            : j->nparams > 0 ? PQsendQueryParams(c->pg, j->text, j->nparams, NULL,
                                                 (const char *const *)j->params, NULL, NULL, 0)
                             : PQsendQuery(c->pg, j->text);
@@ -351,18 +387,51 @@ static void dbc_command_done(dbc_t *c) {
   }
   job_t *j = c->job;
   c->job = NULL;
+  int at = j->before || j->after ? c->result_at - (j->before != NULL) : 0;
   dbc_set_state(c, DBC_IDLE);
   ExecStatusType st = res ? PQresultStatus(res) : PGRES_FATAL_ERROR;
   int status = st == PGRES_COMMAND_OK || st == PGRES_TUPLES_OK ? 0 : TL_EDB;
   if (watch(c, UV_READABLE, 0) != 0) {
-    job_finish(j, status, res);
+    job_finish(j, status, res, at);
     if (res) PQclear(res);
     dbc_fail(c, "watch failed");
     return;
   }
-  job_finish(j, status, res);
+  job_finish(j, status, res, at);
   if (res) PQclear(res);
   pool_pump(p);
+}
+
+/* One result of a pipeline job: each statement's results end with NULL, the pipeline with
+ * PGRES_PIPELINE_SYNC; after an error the rest come as PGRES_PIPELINE_ABORTED. Keeps the first
+ * error, else the last result of the job's text. Returns 1 when the job is done (or the
+ * connection failed). */
+static int pipeline_result(dbc_t *c, PGresult *r) {
+  const job_t *j = c->job;
+  if (r == NULL) {
+    c->pipe_at++;
+    return 0;
+  }
+  ExecStatusType st = PQresultStatus(r);
+  if (st == PGRES_PIPELINE_SYNC) {
+    PQclear(r);
+    if (!PQexitPipelineMode(c->pg)) {
+      dbc_fail(c, "pipeline exit failed");
+      return 1;
+    }
+    dbc_command_done(c);
+    return 1;
+  }
+  int text_at = j && j->before ? 1 : 0;
+  if ((c->result && PQresultStatus(c->result) == PGRES_FATAL_ERROR) || st == PGRES_PIPELINE_ABORTED ||
+      (st != PGRES_FATAL_ERROR && c->pipe_at != text_at)) {
+    PQclear(r);
+    return 0;
+  }
+  if (c->result) PQclear(c->result);
+  c->result = r;
+  c->result_at = c->pipe_at;
+  return 0;
 }
 
 static void dbc_read(dbc_t *c) {
@@ -380,6 +449,10 @@ static void dbc_read(dbc_t *c) {
   }
   while (!PQisBusy(c->pg)) {
     PGresult *r = PQgetResult(c->pg);
+    if (PQpipelineStatus(c->pg) != PQ_PIPELINE_OFF) {
+      if (pipeline_result(c, r)) return;
+      continue;
+    }
     if (r == NULL) {
       dbc_command_done(c);
       return;
@@ -485,7 +558,7 @@ static void on_sweep(uv_timer_t *t) {
     p->head = j->next;
     if (p->head == NULL) p->tail = NULL;
     p->waiting--;
-    job_finish(j, TL_ETIMEDOUT, NULL);
+    job_finish(j, TL_ETIMEDOUT, NULL, 0);
   }
 }
 
@@ -541,6 +614,11 @@ int tl_db_conn_query(tl_db_conn_t *c, const char *stmt, int nparams, const char 
 int tl_db_conn_exec(tl_db_conn_t *c, const char *sql, int nparams, const char *const *params,
                     tl_db_cb cb, void *arg) {
   return held_run(c, job_new(0, sql, nparams, params, cb, arg));
+}
+
+int tl_db_conn_exec_around(tl_db_conn_t *c, const char *before, const char *sql, int nparams,
+                           const char *const *params, const char *after, tl_db_cb cb, void *arg) {
+  return held_run(c, job_new_around(before, 0, sql, nparams, params, after, cb, arg));
 }
 
 void tl_db_release(tl_db_conn_t *conn) {
@@ -679,7 +757,7 @@ void tl_db_pool_close(tl_db_pool_t *p, void (*done)(void *), void *arg) {
     c->pg = NULL;
     dbc_set_state(c, DBC_CLOSED);
     uv_close((uv_handle_t *)&c->timer, on_conn_timer_closed);
-    if (j) job_finish(j, TL_ECLOSED, NULL);
+    if (j) job_finish(j, TL_ECLOSED, NULL, 0);
   }
   if (started) {
     uv_close((uv_handle_t *)&p->sweep, on_sweep_closed);

@@ -87,6 +87,14 @@ TL_WUR int tl_db_conn_query(tl_db_conn_t *c, const char *stmt, int nparams,
                             const char *const *params, tl_db_cb cb, void *arg);
 TL_WUR int tl_db_conn_exec(tl_db_conn_t *c, const char *sql, int nparams,
                            const char *const *params, tl_db_cb cb, void *arg);
+/* sql with parameterless statements before and/or after it (each may be NULL), sent together
+ * in one round trip (libpq pipeline mode), e.g. "BEGIN" before a transaction's first statement
+ * or "COMMIT" after its last. The callback gets sql's result when all three succeeded, else
+ * the first failure's status and result; the statements after a failure do not run, and a
+ * transaction it was in is left failed (tl_db_release rolls it back). */
+TL_WUR int tl_db_conn_exec_around(tl_db_conn_t *c, const char *before, const char *sql,
+                                  int nparams, const char *const *params, const char *after,
+                                  tl_db_cb cb, void *arg);
 /* Gives the connection back; an open or failed transaction is rolled back first. */
 void tl_db_release(tl_db_conn_t *c);
 
@@ -96,6 +104,9 @@ int tl_db_result_cols(const tl_db_result_t *r);
 const char *tl_db_result_value(const tl_db_result_t *r, int row, int col);
 /* Five-character SQLSTATE of a failed statement, or "". */
 const char *tl_db_result_sqlstate(const tl_db_result_t *r);
+/* Which statement of a tl_db_conn_exec_around the result is from: -1 before, 0 sql, 1 after
+ * (0 for every other job). */
+int tl_db_result_statement(const tl_db_result_t *r);
 /* Rows affected by an INSERT/UPDATE/DELETE. */
 long tl_db_result_affected(const tl_db_result_t *r);
 
