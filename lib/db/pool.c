@@ -409,7 +409,11 @@ static void dbc_command_done(dbc_t *c) {
 static int pipeline_result(dbc_t *c, PGresult *r) {
   const job_t *j = c->job;
   if (r == NULL) {
-    c->pipe_at++;
+    /* (more ends than statements sent: libpq and we disagree; never spin on it) */
+    if (++c->pipe_at > (j && j->before) + 1 + (j && j->after)) {
+      dbc_fail(c, "pipeline out of step");
+      return 1;
+    }
     return 0;
   }
   ExecStatusType st = PQresultStatus(r);
