@@ -118,11 +118,9 @@ static void step_due(tl_sealer_t *s) {
     idle(s);
 }
 
-/* ---------- the seal transaction: acquire, BEGIN, take, link, append, COMMIT ---------- */
+/* ---------- the seal transaction: acquire, BEGIN + take, link, append + COMMIT ---------- */
 
-static void seal_begun(void *arg, int status, const tl_db_result_t *res);
 static void seal_taken(void *arg, int status, const tl_db_result_t *res);
-static void seal_appended(void *arg, int status, const tl_db_result_t *res);
 static void seal_committed(void *arg, int status, const tl_db_result_t *res);
 
 /* tl_chain_take's rows: column 0 partition, 1 head seq, 2 head link (hex), then the
@@ -145,17 +143,11 @@ static void seal_acquired(void *arg, int status, tl_db_conn_t *conn) {
     idle(s);
     return;
   }
-  int rc = tl_db_conn_exec(conn, "BEGIN", 0, NULL, seal_begun, s);
-  if (rc != 0) failed(s, "begin", rc, NULL);
-}
-
-static void seal_begun(void *arg, int status, const tl_db_result_t *res) {
-  tl_sealer_t *s = arg;
-  if (failed(s, "begin", status, res)) return;
+  /* BEGIN goes out with the take, in one round trip */
   char batch[16];
   snprintf(batch, sizeof batch, "%d", s->batch);
   const char *params[] = {batch, s->tz, s->careful ? "true" : "false"};
-  int rc = tl_db_conn_exec(s->conn, TAKE_SQL, 3, params, seal_taken, s);
+  int rc = tl_db_conn_exec_around(conn, "BEGIN", TAKE_SQL, 3, params, NULL, seal_taken, s);
   if (rc != 0) failed(s, "take", rc, NULL);
 }
 
@@ -210,7 +202,7 @@ static int links_build(tl_sealer_t *s, const tl_db_result_t *res, links_t *l) {
 
 static void seal_taken(void *arg, int status, const tl_db_result_t *res) {
   tl_sealer_t *s = arg;
-  if (failed(s, "take", status, res)) return;
+  if (failed(s, tl_db_result_statement(res) == -1 ? "begin" : "take", status, res)) return;
   long long vanished = 0; /* pending ids whose event is gone (deleted before it was sealed) */
   int locked = 0;          /* another daemon is sealing */
   for (int i = 0; i < tl_db_result_rows(res); i++)
@@ -244,11 +236,11 @@ static void seal_taken(void *arg, int status, const tl_db_result_t *res) {
   } else if (rc == 0) {
     const char *params[] = {tl_buf_cstr(&l.part), tl_buf_cstr(&l.seq), tl_buf_cstr(&l.id),
                             tl_buf_cstr(&l.link)};
-    step = "append";
-    rc = tl_db_conn_exec(s->conn,
-                         "SELECT sealed FROM tl_chain_append($1::text[], $2::bigint[],"
-                         " $3::uuid[], $4::text[])",
-                         4, params, seal_appended, s);
+    step = "append"; /* with its COMMIT, in one round trip */
+    rc = tl_db_conn_exec_around(s->conn, NULL,
+                                "SELECT sealed FROM tl_chain_append($1::text[], $2::bigint[],"
+                                " $3::uuid[], $4::text[])",
+                                4, params, "COMMIT", seal_committed, s);
   }
   tl_buf_dispose(&l.part);
   tl_buf_dispose(&l.seq);
@@ -257,16 +249,11 @@ static void seal_taken(void *arg, int status, const tl_db_result_t *res) {
   if (rc != 0) failed(s, step, rc, NULL);
 }
 
-static void seal_appended(void *arg, int status, const tl_db_result_t *res) {
-  tl_sealer_t *s = arg;
-  if (failed(s, "append", status, res)) return;
-  int rc = tl_db_conn_exec(s->conn, "COMMIT", 0, NULL, seal_committed, s);
-  if (rc != 0) failed(s, "commit", rc, NULL);
-}
-
 static void seal_committed(void *arg, int status, const tl_db_result_t *res) {
   tl_sealer_t *s = arg;
-  if (failed(s, "commit", status, res)) return;
+  if (failed(s, tl_db_result_statement(res) == 0 && s->round_links > 0 ? "append" : "commit", status,
+             res))
+    return;
   tl_db_release(s->conn);
   s->conn = NULL;
   s->careful = 0;
