@@ -356,11 +356,29 @@ ingest() { # TAG BLOCK BOXES [CONNS [SITES [SITE_OFFSET [RETRY_WAIT]]]]
 }
 declare -A BASE
 
+# What autovacuum is doing now (its workers' statements), or "none".
+autovacuum_now() {
+  local a
+  a=$(psql_q "SELECT string_agg(regexp_replace(query, '^autovacuum: ', ''), '; ')
+              FROM pg_stat_activity WHERE backend_type = 'autovacuum worker'")
+  printf '%s' "${a:-none}"
+}
 stats_at() { # LABEL
+  # (what ran beside the reads: a stats phase slower than the same reads at rest is otherwise
+  # unexplained, docs/PERFORMANCE.md)
+  local mark
+  mark=$(wc -l <"$PG_DIR/log")
+  printf 'autovacuum before the reads: %s
+' "$(autovacuum_now)"
+  cpu_mark
   # shellcheck disable=SC2046
   run "$LOADGEN" stats $(common) --region "$(sed -n 's/^county //p' "$REG")" --n 200 --label "stats_county$1" | grab
   # shellcheck disable=SC2046
   run "$LOADGEN" stats $(common) --region "$TOWNSHIP" --n 200 --label "stats_township$1" | grab
+  cpu_report "stats$1" ""
+  printf 'autovacuum after the reads: %s
+' "$(autovacuum_now)"
+  pg_log_since "$mark"
 }
 
 # ---------------------------------------------------------------------------------------------
