@@ -6,6 +6,7 @@
 #include "routes.h"
 
 #include "api/api.h"
+#include "api/authcache.h"
 #include "api/fold.h"
 #include "api/live.h"
 #include "api/limit.h"
@@ -132,7 +133,8 @@ int tl_serve(const tl_config_t *cfg) {
   d.overdue.transport_min = cfg->overdue_transport_min;
   d.overdue.test_min = cfg->overdue_test_min;
   d.overdue.followup_min = cfg->overdue_followup_min;
-  if (tl_live_start(&d.live, &d.loop, &d.api, cfg->db, cfg->tz) != 0 ||
+  if (tl_authcache_new(&d.api.auth_cache) != 0 ||
+      tl_live_start(&d.live, &d.loop, &d.api, cfg->db, cfg->tz) != 0 ||
       tl_web_load(&d.web, cfg->web_dir) != 0 ||
       tl_daemon_routes(&d.router, &d.api, d.live, d.web) != 0)
     goto done;
@@ -195,6 +197,7 @@ done:
   tl_tls_ctx_free(d.tls);
   tl_web_free(d.web);
   free(d.api.ingest); /* empty by now: every queued batch was answered before the drain ended */
+  tl_authcache_free(d.api.auth_cache);
   tl_keys_dispose(&d.keys);
   return status;
 }

@@ -5,6 +5,7 @@
 #include "api/internal.h"
 
 #include "api/auth.h"
+#include "api/authcache.h"
 #include "api/json.h"
 #include "crypto/token.h"
 #include "domain/validate.h"
@@ -34,11 +35,13 @@ static void registry_db_error(tl_http_exchange_t *x, int status, const tl_db_res
 
 static void upserted(tl_http_exchange_t *x, tl_api_t *api, int status, const tl_db_result_t *res,
                      void *ctx) {
-  (void)api;
   if (status != 0) {
     registry_db_error(x, status, res, ctx ? (const char *)ctx : "A referenced code does not exist.");
     return;
   }
+  /* a site's township or a lab's county is part of its tokens' principals: this daemon
+   * forgets them before it answers (the others when sql/038's NOTIFY reaches them) */
+  tl_authcache_flush(api->auth_cache);
   cJSON *o = cJSON_CreateObject();
   cJSON_AddNumberToObject(o, "upserted", (double)tl_db_result_affected(res));
   tl_api_reply_json(x, 200, o);
@@ -387,8 +390,9 @@ bad:
 
 static void token_revoked(tl_http_exchange_t *x, tl_api_t *api, int status,
                           const tl_db_result_t *res, void *ctx) {
-  (void)api;
   (void)ctx;
+  /* revoked from the answer on, here (the other daemons when sql/038's NOTIFY reaches them) */
+  if (status == 0) tl_authcache_flush(api->auth_cache);
   if (status != 0) {
     tl_api_reply_db_error(x, status);
   } else if (tl_db_result_rows(res) == 0) {

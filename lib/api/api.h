@@ -26,6 +26,7 @@ typedef struct {
   void *ingest;               /* the group-commit queue (ingest.c), made on first use */
   void *per_token;            /* tl_limit_t: requests per token (limit.h), or NULL */
   void *per_address;          /* tl_limit_t: requests per client address, or NULL */
+  struct tl_authcache_s *auth_cache; /* principals of known tokens (authcache.h), or NULL */
   tl_device_certs_t device_certs; /* client certificates of device tokens (devcert.h) */
   tl_metrics_t *metrics;      /* borrowed */
   tl_http_server_t *server;   /* borrowed; set once the server exists (connection gauge) */

@@ -1,8 +1,11 @@
-/* Token authentication (auth.h). One indexed lookup per request; the scope's region is
- * resolved in the same query so handlers can check "inside my region" without another trip. */
+/* Token authentication (auth.h). One indexed lookup per request whose token is not in the
+ * cache (authcache.h); the scope's region is resolved in the same query so handlers can check
+ * "inside my region" without another trip. */
 #include "api/auth.h"
 
+#include "api/authcache.h"
 #include "api/devcert.h"
+#include "api/live.h"
 #include "api/limit.h"
 #include "base/log.h"
 #include "crypto/token.h"
@@ -21,6 +24,7 @@ typedef struct {
   char hash[TL_TOKEN_HASH_LEN + 1];
   tl_tls_peer_t peer; /* the connection's client certificate, read before the lookup */
   char cn[128];       /* its subject CN */
+  uint64_t generation; /* of the token cache when the lookup started */
 } auth_job_t;
 
 const char tl__auth_sql[] =
@@ -71,6 +75,17 @@ static int refused_device(tl_http_exchange_t *x, const auth_job_t *j, const tl_p
   return 1;
 }
 
+/* The principal is known: the per-token limit, the device certificate, the role; then next. */
+static void authed(tl_http_exchange_t *x, const auth_job_t *j, const tl_principal_t *p) {
+  if (limited(x, j->api->per_token, p->token_id, strlen(p->token_id))) return;
+  if (refused_device(x, j, p)) return;
+  if (!(j->roles & TL_ROLE_BIT(p->role))) {
+    tl_http_reply_error(x, 403, "forbidden", "This token's role may not make this call.");
+    return;
+  }
+  j->next(x, j->api, p);
+}
+
 static void auth_done(void *arg, int status, const tl_db_result_t *res) {
   auth_job_t *j = arg;
   tl_http_exchange_t *x = j->x;
@@ -97,13 +112,8 @@ static void auth_done(void *arg, int status, const tl_db_result_t *res) {
   copy_str(p.scope, sizeof p.scope, tl_db_result_value(res, 0, 2));
   copy_str(p.region, sizeof p.region, tl_db_result_value(res, 0, 4));
   copy_str(p.site, sizeof p.site, tl_db_result_value(res, 0, 5));
-  if (limited(x, j->api->per_token, p.token_id, strlen(p.token_id))) goto out;
-  if (refused_device(x, j, &p)) goto out;
-  if (!(j->roles & TL_ROLE_BIT(p.role))) {
-    tl_http_reply_error(x, 403, "forbidden", "This token's role may not make this call.");
-    goto out;
-  }
-  j->next(x, j->api, &p);
+  tl_authcache_put(j->api->auth_cache, j->generation, j->hash, &p);
+  authed(x, j, &p);
 out:
   tl_http_exchange_release(x);
   free(j);
@@ -162,6 +172,16 @@ void tl_api_auth(tl_api_t *api, tl_http_exchange_t *x, unsigned roles, tl_api_au
   tl_token_hash(h, len, j->hash);
   if (api->device_certs != TL_DEVICE_CERTS_OFF)
     j->peer = tl_http_exchange_client_cert(x, j->cn, sizeof j->cn);
+  /* A known token needs no query: the cache is used only while the connection that hears
+   * about changes is up, and after reading what it has heard (authcache.h). */
+  if (!tl_live_listening(api->live)) tl_authcache_set_on(api->auth_cache, 0);
+  tl_principal_t known;
+  if (tl_authcache_get(api->auth_cache, j->hash, &known)) {
+    authed(x, j, &known);
+    free(j);
+    return;
+  }
+  j->generation = tl_authcache_generation(api->auth_cache);
   const char *params[] = {j->hash};
   tl_http_exchange_hold(x);
   int rc = tl_db_query(api->db, "auth", 1, params, auth_done, j);

@@ -1,5 +1,6 @@
 /* Liveness, readiness and metrics: /healthz answers while the loop runs, /readyz only when a
  * database round trip succeeds, /metrics in the Prometheus text format. */
+#include "api/authcache.h"
 #include "api/ingest.h"
 #include "api/internal.h"
 
@@ -68,13 +69,16 @@ void tl__api_metrics(tl_http_exchange_t *x, void *ctx) {
         "to: full, or plain (tubes opened and sampled only).\n"
         "# TYPE tubeloop_ingest_groups_total counter\ntubeloop_ingest_groups_total{write=\"full\"} %llu\n"
         "tubeloop_ingest_groups_total{write=\"plain\"} %llu\n"
+        "# HELP tubeloop_auth_cache_hits_total Requests whose token was known without a query "
+        "(the token cache).\n"
+        "# TYPE tubeloop_auth_cache_hits_total counter\ntubeloop_auth_cache_hits_total %llu\n"
         "# HELP tubeloop_process_info The process that answered: every figure above is its own "
         "(with --workers, one of several).\n"
         "# TYPE tubeloop_process_info gauge\ntubeloop_process_info{pid=\"%d\"} 1\n",
         st.size, st.connected, st.busy, st.waiting, st.reconnects,
         api->server ? tl_http_server_connections(api->server) : (size_t)0, tl__ingest_queued(api),
         tl__ingest_oldest_wait(api), tl__ingest_written(api, 0), tl__ingest_written(api, 1),
-        (int)getpid());
+        tl_authcache_hits(api->auth_cache), (int)getpid());
   if (rc == 0) rc = tl__ingest_render_metrics(api, &b);
   if (rc == 0)
     tl_http_reply(x, 200, "text/plain; version=0.0.4; charset=utf-8", "", b.data, b.len);

@@ -2,6 +2,7 @@
 #include "api/live.h"
 
 #include "api/auth.h"
+#include "api/authcache.h"
 #include "base/log.h"
 #include "domain/validate.h"
 
@@ -34,7 +35,7 @@ typedef struct {
 struct tl_live_s {
   uv_loop_t *loop;
   tl_api_t *api;
-  tl_db_pool_t *listen;    /* one connection: LISTEN tl_stats */
+  tl_db_pool_t *listen;    /* one connection: LISTEN tl_stats, tl_principals (authcache.h) */
   uv_timer_t flush, heartbeat;
   client_t *clients;
   size_t nclients;
@@ -162,6 +163,13 @@ static int notified(const client_t *c, const char *payload) {
  * notifications may have been missed: everything is dirty. */
 static void on_notify(void *arg, const char *channel, const char *payload) {
   tl_live_t *l = arg;
+  if (channel == NULL) {
+    /* (re)connected and listening: what was cached before may have changed meanwhile */
+    tl_authcache_set_on(l->api->auth_cache, 1);
+  } else if (strcmp(channel, "tl_principals") == 0) {
+    tl_authcache_flush(l->api->auth_cache);
+    return;
+  }
   for (client_t *c = l->clients; c; c = c->next) {
     if (channel != NULL && payload != NULL && !notified(c, payload)) continue;
     c->dirty = 1;
@@ -290,7 +298,7 @@ int tl_live_start(tl_live_t **out, uv_loop_t *loop, tl_api_t *api, const char *c
   po.time_zone = tz;
   po.app_name = "tubeloopd-listen";
   int rc = tl_db_pool_new(&l->listen, loop, &po);
-  if (rc == 0) rc = tl_db_pool_on_connect(l->listen, "LISTEN tl_stats");
+  if (rc == 0) rc = tl_db_pool_on_connect(l->listen, "LISTEN tl_stats; LISTEN tl_principals");
   if (rc != 0) {
     tl_db_pool_free(l->listen);
     free(l);
@@ -337,4 +345,12 @@ void tl_live_stop(tl_live_t *l, void (*done)(void *), void *arg) {
   uv_close((uv_handle_t *)&l->flush, on_timer_closed);
   uv_close((uv_handle_t *)&l->heartbeat, on_timer_closed);
   tl_db_pool_close(l->listen, on_pool_closed, l);
+}
+
+int tl_live_listening(tl_live_t *l) {
+  if (l == NULL || l->stopping) return 0;
+  tl_db_pool_poll_notifies(l->listen);
+  tl_db_pool_stats_t st;
+  tl_db_pool_stats(l->listen, &st);
+  return st.connected > 0;
 }

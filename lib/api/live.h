@@ -7,7 +7,8 @@
  * fresh snapshot (one query per distinct region, however many officials watch it): updates are
  * coalesced to at most ~3 a second. An event's id is the version of the figures (the newest
  * roll-up change, epoch ms): a reconnecting browser sends it back as Last-Event-ID and gets no
- * repeat of what it has. A comment line every 15 s keeps proxies from closing idle streams. */
+ * repeat of what it has. A comment line every 15 s keeps proxies from closing idle streams.
+ * The same connection LISTENs to tl_principals for the token cache (authcache.h). */
 #ifndef TL_API_LIVE_H
 #define TL_API_LIVE_H
 
@@ -24,5 +25,9 @@ void tl_live_stop(tl_live_t *l, void (*done)(void *), void *arg);
 /* The route handler (ctx: the hub). */
 void tl_live_handler(tl_http_exchange_t *x, void *ctx);
 size_t tl_live_clients(const tl_live_t *l);
+/* Whether the listening connection is up, after reading the notifications that have arrived
+ * on it (so a change already announced is applied before this returns): the token cache may
+ * be used only then (authcache.h). */
+int tl_live_listening(tl_live_t *l);
 
 #endif

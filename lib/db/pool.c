@@ -784,6 +784,13 @@ void tl_db_pool_free(tl_db_pool_t *p) {
   free(p);
 }
 
+void tl_db_pool_poll_notifies(tl_db_pool_t *p) {
+  for (int i = 0; i < p->opts.size; i++) {
+    dbc_t *c = &p->conns[i];
+    if (c->state == DBC_IDLE && !c->held) dbc_read(c);
+  }
+}
+
 void tl_db_pool_stats(const tl_db_pool_t *p, tl_db_pool_stats_t *out) {
   memset(out, 0, sizeof *out);
   out->size = p->opts.size;

@@ -63,6 +63,10 @@ TL_WUR int tl_db_pool_on_connect(tl_db_pool_t *p, const char *sql);
  * time a connection is (re)established, since notifications sent meanwhile were missed. */
 typedef void (*tl_db_notify_cb)(void *arg, const char *channel, const char *payload);
 void tl_db_pool_on_notify(tl_db_pool_t *p, tl_db_notify_cb cb, void *arg);
+/* Reads what the idle connections' sockets hold now, without waiting, and calls the notify
+ * callback for each notification in it: for a caller that must not act on news older than
+ * what has already arrived. */
+void tl_db_pool_poll_notifies(tl_db_pool_t *p);
 void tl_db_pool_start(tl_db_pool_t *p);
 /* Stops: queued and running jobs get TL_ECLOSED, connections close; done(arg) when every
  * handle is closed. Then tl_db_pool_free. */

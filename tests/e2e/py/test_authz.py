@@ -16,7 +16,9 @@ token_in_url and never reaches the log.
 """
 import hashlib
 import random
+import re
 import secrets
+import time
 import unittest
 
 import tubeloop_test as T
@@ -288,6 +290,33 @@ class Authz(T.EnvCase):
         self.assertEqual(e.db.count("tokens", "hash = '%s'" % secret), 0)
         self.assertEqual(e.db.count("tokens", "hash = '%s'" % hashlib.sha256(secret.encode()).hexdigest()), 1)
         self.assertNotIn(secret, e.db.dump())
+
+    def test_token_cache_hears_a_revocation_made_elsewhere(self):
+        """A token seen before is answered from the daemon's cache (no query), and a revocation
+        committed by someone else (here psql, as another daemon would) reaches that cache through
+        sql/038's NOTIFY: the token stops working without waiting for anything to expire."""
+        e = self.env
+        tid, secret = e.make_token("viewer", T.COUNTY)
+        cl = e.daemon.client(secret)
+        self.assertEqual(cl.get("/v1/tubes/" + TA).status, 200)
+
+        def hits():
+            text = e.daemon.client(None).get("/metrics").text
+            m = re.search(r"^tubeloop_auth_cache_hits_total (\d+)$", text, re.M)
+            self.assertIsNotNone(m, text)
+            return int(m.group(1))
+        before = hits()
+        self.assertEqual(cl.get("/v1/tubes/" + TA).status, 200)
+        self.assertGreater(hits(), before, "the second request's token came from the cache")
+        e.db.psql("UPDATE tokens SET revoked_at = now() WHERE id = '%s'" % tid)
+        # (the notification is on its way when psql returns; a cache that never heard of it
+        # would answer 200 for a minute)
+        deadline = time.monotonic() + 2
+        r = cl.get("/v1/tubes/" + TA)
+        while r.status == 200 and time.monotonic() < deadline:
+            time.sleep(0.01)
+            r = cl.get("/v1/tubes/" + TA)
+        self.assertEqual((r.status, r.error_code), (401, "unauthorized"), r.text)
 
     def test_scope_must_exist(self):
         for role, scope in (("collector", "S77"), ("courier", "S1"), ("lab", "C1"), ("viewer", "230199"),
