@@ -75,6 +75,19 @@ static int refused_device(tl_http_exchange_t *x, const auth_job_t *j, const tl_p
   return 1;
 }
 
+/* Whether the database announces changes to principals (sql/038), asked once. */
+#define ANNOUNCED_SQL                                                                         \
+  "SELECT EXISTS (SELECT 1 FROM pg_trigger WHERE tgname = 'tokens_principals'"                \
+  " AND tgrelid = to_regclass('tokens'))"
+
+static void announced_checked(void *arg, int status, const tl_db_result_t *res) {
+  const char *yes = status == 0 ? tl_db_result_value(res, 0, 0) : NULL;
+  int announced = yes && strcmp(yes, "t") == 0;
+  if (status == 0 && !announced)
+    tl_log(TL_LOG_WARN, "auth_cache_off", "reason=\"no tl_principals trigger: run tubeloopd migrate\"");
+  tl_authcache_checked(arg, status, announced);
+}
+
 /* The principal is known: the per-token limit, the device certificate, the role; then next. */
 static void authed(tl_http_exchange_t *x, const auth_job_t *j, const tl_principal_t *p) {
   if (limited(x, j->api->per_token, p->token_id, strlen(p->token_id))) return;
@@ -174,7 +187,11 @@ void tl_api_auth(tl_api_t *api, tl_http_exchange_t *x, unsigned roles, tl_api_au
     j->peer = tl_http_exchange_client_cert(x, j->cn, sizeof j->cn);
   /* A known token needs no query: the cache is used only while the connection that hears
    * about changes is up, and after reading what it has heard (authcache.h). */
-  if (!tl_live_listening(api->live)) tl_authcache_set_on(api->auth_cache, 0);
+  if (!tl_live_listening(api->live))
+    tl_authcache_set_on(api->auth_cache, 0);
+  else if (tl_authcache_check_due(api->auth_cache) &&
+           tl_db_exec(api->db, ANNOUNCED_SQL, 0, NULL, announced_checked, api->auth_cache) != 0)
+    tl_authcache_checked(api->auth_cache, TL_EDB_DOWN, 0);
   tl_principal_t known;
   if (tl_authcache_get(api->auth_cache, j->hash, &known)) {
     authed(x, j, &known);

@@ -22,6 +22,7 @@ struct tl_authcache_s {
   int n, cap;
   uint64_t generation;
   int on;
+  int announced; /* 0 unknown, 1 checking, 2 yes, 3 no */
   unsigned long long hits;
 };
 
@@ -62,8 +63,19 @@ uint64_t tl_authcache_generation(const tl_authcache_t *c) { return c ? c->genera
 
 unsigned long long tl_authcache_hits(const tl_authcache_t *c) { return c ? c->hits : 0; }
 
+int tl_authcache_check_due(tl_authcache_t *c) {
+  if (c == NULL || c->announced != 0) return 0;
+  c->announced = 1;
+  return 1;
+}
+
+void tl_authcache_checked(tl_authcache_t *c, int status, int announced) {
+  if (c == NULL) return;
+  c->announced = status != 0 ? 0 : announced ? 2 : 3;
+}
+
 int tl_authcache_get(tl_authcache_t *c, const char *hash, tl_principal_t *out) {
-  if (c == NULL || !c->on) return 0;
+  if (c == NULL || !c->on || c->announced != 2) return 0;
   int i = tl_strmap_get(&c->index, hash);
   if (i < 0 || c->entries[i]->until_ms < now_ms()) return 0;
   *out = c->entries[i]->p;
@@ -72,7 +84,9 @@ int tl_authcache_get(tl_authcache_t *c, const char *hash, tl_principal_t *out) {
 }
 
 void tl_authcache_put(tl_authcache_t *c, uint64_t gen, const char *hash, const tl_principal_t *p) {
-  if (c == NULL || !c->on || gen != c->generation || strlen(hash) != TL_TOKEN_HASH_LEN) return;
+  if (c == NULL || !c->on || c->announced != 2 || gen != c->generation ||
+      strlen(hash) != TL_TOKEN_HASH_LEN)
+    return;
   int i = tl_strmap_get(&c->index, hash);
   if (i >= 0) { /* (an expired one, looked up again) */
     c->entries[i]->p = *p;

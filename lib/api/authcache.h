@@ -8,7 +8,8 @@
  *   - TL_AUTHCACHE_TTL_MS passing (a bound, should a notification ever go astray).
  * A lookup that was in the database while the cache was flushed is not cached (its answer may
  * predate the change): each lookup carries the generation it started in. Unknown and revoked
- * tokens are never cached, so random tokens cannot fill it. */
+ * tokens are never cached, so random tokens cannot fill it. Nothing is cached until the
+ * database is known to announce changes (tl_authcache_check_due). */
 #ifndef TL_API_AUTHCACHE_H
 #define TL_API_AUTHCACHE_H
 
@@ -34,6 +35,12 @@ void tl_authcache_flush(tl_authcache_t *c);
 /* on = 0: flush and stop keeping principals (the listening connection is down); 1: keep them
  * again (it is up and listening). Starts off. */
 void tl_authcache_set_on(tl_authcache_t *c, int on);
+/* The cache is used only where the database announces changes (sql/038's triggers exist): a
+ * daemon started before `tubeloopd migrate` looks every token up. 1 when the caller should
+ * ask now (once, and again after a failed ask); tl_authcache_checked gives the answer
+ * (status 0 and announced 1 or 0; another status: ask again later). */
+int tl_authcache_check_due(tl_authcache_t *c);
+void tl_authcache_checked(tl_authcache_t *c, int status, int announced);
 /* Principals answered from the cache so far (/metrics). */
 unsigned long long tl_authcache_hits(const tl_authcache_t *c);
 
