@@ -291,6 +291,31 @@ class Authz(T.EnvCase):
         self.assertEqual(e.db.count("tokens", "hash = '%s'" % hashlib.sha256(secret.encode()).hexdigest()), 1)
         self.assertNotIn(secret, e.db.dump())
 
+    def cache_hits(self):
+        text = self.env.daemon.client(None).get("/metrics").text
+        m = re.search(r"^tubeloop_auth_cache_hits_total (\d+)$", text, re.M)
+        self.assertIsNotNone(m, text)
+        return int(m.group(1))
+
+    def test_token_cache_hears_a_site_moved_elsewhere(self):
+        """A site moved to another township behind the daemon's back (psql, as another daemon's
+        registry write would): its collector's next tube is in the new township, not in the one
+        the cached principal had (the sender's region places a tube)."""
+        e, c = self.env, self.clock
+        r = e.admin.post("/v1/admin/sites", {"sites": [{"code": "SMV", "name": "迁移采样点", "township": T.TOWN1}]})
+        self.assertEqual(r.status, 200, r.text)
+        cl = e.client("collector", "SMV")
+        cl.send_ok([tube_open(c.at(30), "AZ-MV-0001", R)])
+        before = self.cache_hits()
+        cl.send_ok([tube_open(c.at(31), "AZ-MV-0002", R)])
+        self.assertGreater(self.cache_hits(), before, "the second request's token came from the cache")
+        e.db.psql("UPDATE sites SET township = '%s' WHERE code = 'SMV'" % T.TOWN2)
+        time.sleep(0.2)  # (the notification's way; a cache that never heard of it keeps a minute)
+        cl.send_ok([tube_open(c.at(32), "AZ-MV-0003", R)])
+        self.assertEqual(e.db.scalar("SELECT string_agg(code || '=' || region, ',' ORDER BY code) FROM tubes"
+                                     " WHERE code LIKE 'AZ-MV-%'"),
+                         "AZ-MV-0001=%s,AZ-MV-0002=%s,AZ-MV-0003=%s" % (T.TOWN1, T.TOWN1, T.TOWN2))
+
     def test_token_cache_hears_a_revocation_made_elsewhere(self):
         """A token seen before is answered from the daemon's cache (no query), and a revocation
         committed by someone else (here psql, as another daemon would) reaches that cache through
@@ -300,14 +325,9 @@ class Authz(T.EnvCase):
         cl = e.daemon.client(secret)
         self.assertEqual(cl.get("/v1/tubes/" + TA).status, 200)
 
-        def hits():
-            text = e.daemon.client(None).get("/metrics").text
-            m = re.search(r"^tubeloop_auth_cache_hits_total (\d+)$", text, re.M)
-            self.assertIsNotNone(m, text)
-            return int(m.group(1))
-        before = hits()
+        before = self.cache_hits()
         self.assertEqual(cl.get("/v1/tubes/" + TA).status, 200)
-        self.assertGreater(hits(), before, "the second request's token came from the cache")
+        self.assertGreater(self.cache_hits(), before, "the second request's token came from the cache")
         e.db.psql("UPDATE tokens SET revoked_at = now() WHERE id = '%s'" % tid)
         # (the notification is on its way when psql returns; a cache that never heard of it
         # would answer 200 for a minute)
