@@ -53,7 +53,7 @@ typedef struct {
   job_t *job;           /* running job, or NULL */
   PGresult *result;     /* the job's first error or last result (a pipeline: of its text) */
   int pipe_at;          /* a pipeline job: the statement whose results are being read */
-  int result_at;        /* a pipeline job: the statement result came from (0: before) */
+  int result_at;        /* the statement result came from (tl_db_result_statement) */
   int ever_connected;
   uint64_t planned_at;  /* uv_now() of the connect or the last DISCARD PLANS */
   int held;             /* checked out by tl_db_acquire until tl_db_release */
@@ -335,8 +335,7 @@ static void dbc_prepare_next(dbc_t *c) {
 /* A pipeline job: before, text and after go out together with one Sync (libpq pipeline mode,
  * extended protocol for all three), and come back in one round trip. */
 static int dbc_send_pipeline(dbc_t *c, const job_t *j) {
-  c->pipe_at = 0;
-  c->result_at = 0;
+  c->pipe_at = j->before ? -1 : 0; /* numbered as tl_db_result_statement counts */
   if (!PQenterPipelineMode(c->pg)) return 0;
   int ok = 1;
   if (j->before) ok = PQsendQueryParams(c->pg, j->before, 0, NULL, NULL, NULL, NULL, 0);
@@ -351,6 +350,7 @@ static int dbc_send_pipeline(dbc_t *c, const job_t *j) {
 
 static void dbc_run(dbc_t *c, job_t *j) {
   c->job = j;
+  c->result_at = 0;
   dbc_set_state(c, DBC_BUSY);
   int ok = j->before || j->after ? dbc_send_pipeline(c, j)
            : j->prepared ? PQsendQueryPrepared(c->pg, j->text, j->nparams,
@@ -387,17 +387,16 @@ static void dbc_command_done(dbc_t *c) {
   }
   job_t *j = c->job;
   c->job = NULL;
-  int at = j->before || j->after ? c->result_at - (j->before != NULL) : 0;
   dbc_set_state(c, DBC_IDLE);
   ExecStatusType st = res ? PQresultStatus(res) : PGRES_FATAL_ERROR;
   int status = st == PGRES_COMMAND_OK || st == PGRES_TUPLES_OK ? 0 : TL_EDB;
   if (watch(c, UV_READABLE, 0) != 0) {
-    job_finish(j, status, res, at);
+    job_finish(j, status, res, c->result_at);
     if (res) PQclear(res);
     dbc_fail(c, "watch failed");
     return;
   }
-  job_finish(j, status, res, at);
+  job_finish(j, status, res, c->result_at);
   if (res) PQclear(res);
   pool_pump(p);
 }
@@ -410,7 +409,7 @@ static int pipeline_result(dbc_t *c, PGresult *r) {
   const job_t *j = c->job;
   if (r == NULL) {
     /* (more ends than statements sent: libpq and we disagree; never spin on it) */
-    if (++c->pipe_at > (j && j->before) + 1 + (j && j->after)) {
+    if (++c->pipe_at > 1 + (j && j->after)) {
       dbc_fail(c, "pipeline out of step");
       return 1;
     }
@@ -426,9 +425,8 @@ static int pipeline_result(dbc_t *c, PGresult *r) {
     dbc_command_done(c);
     return 1;
   }
-  int text_at = j && j->before ? 1 : 0;
   if ((c->result && PQresultStatus(c->result) == PGRES_FATAL_ERROR) || st == PGRES_PIPELINE_ABORTED ||
-      (st != PGRES_FATAL_ERROR && c->pipe_at != text_at)) {
+      (st != PGRES_FATAL_ERROR && c->pipe_at != 0)) {
     PQclear(r);
     return 0;
   }
