@@ -30,6 +30,7 @@ void bb_workload_params(int argc, char **argv, bm_params_t *p) {
   p->seed = (uint64_t)bb_opt_long(argc, argv, "--seed", 20220404);
   p->tag = bb_opt(argc, argv, "--tag", "a");
   p->person_block = (int)bb_opt_long(argc, argv, "--block", 0);
+  p->person_offset = bb_opt_long(argc, argv, "--person-offset", 0);
   p->base_ms = (int64_t)bb_opt_double(argc, argv, "--base-ms", 0);
   if (p->base_ms == 0) p->base_ms = bm_wall_ms() - 150LL * 60000;
   p->boxes_per_site = (int)bb_opt_long(argc, argv, "--boxes", 1);

@@ -12,8 +12,10 @@
  *   tl_loadgen stats   GET /v1/stats latency for a region
  *
  * Common options: --url https://127.0.0.1:PORT --cacert FILE --registry FILE. The workload
- * options (--seed --tag --block --base-ms --boxes --sites --site-offset --positive-rate --site-only) are
- * those of tl_pgload, which copies exactly the same event JSON for the storage ceiling.
+ * options (--seed --tag --block --person-offset --base-ms --boxes --sites --site-offset
+ * --positive-rate --site-only) are those of tl_pgload, which copies exactly the same event JSON
+ * for the storage ceiling. --person-offset starts the block's persons further on, so that hand
+ * runs on a kept cluster each get persons never sampled before.
  *
  * Every command ends with one machine-readable line "result KIND key=value ..." (scripts/bench.sh
  * reads them) after a human summary.

@@ -371,7 +371,7 @@ int bm_workload_build(bm_workload_t *w, const bm_registry_t *r, const bm_params_
   uint64_t th = 1469598103934665603ULL;
   for (size_t i = 0; i < taglen; i++) th = (th ^ (unsigned char)p->tag[i]) * 1099511628211ULL;
   g.rng.s = p->seed ^ th;
-  long person = 0;
+  long person = p->person_offset;
   const int tubes_per_box = 50, per_tube = 10;
   /* one site's chain: 12 events per tube, a pack per 10 tubes, a seal per box */
   const long site_events = (long)p->boxes_per_site * (tubes_per_box * (per_tube + 2) + tubes_per_box / 10 + 1);

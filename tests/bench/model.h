@@ -60,6 +60,7 @@ typedef struct {
   uint64_t seed;
   const char *tag;       /* prefix of every tube and box code of this workload (1-6 of A-Za-z0-9) */
   int person_block;      /* which block of synthetic persons (0-125, 4 M each), so workloads never share one */
+  long person_offset;    /* the first person of the block (hand runs that each need fresh persons) */
   int64_t base_ms;       /* time of the first event, Unix ms */
   int boxes_per_site;    /* pooled boxes of 50 tubes per site */
   int sites;             /* this many sites of the registry take part (0 = all from site_offset on) */
