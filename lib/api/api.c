@@ -1,6 +1,7 @@
 /* Route table and shared answer helpers of the API layer. */
 #include "api/api.h"
 
+#include "api/ingest.h"
 #include "api/internal.h"
 
 #include "base/log.h"
@@ -91,6 +92,7 @@ void tl_api_db(tl_api_t *api, tl_http_exchange_t *x, const char *sql, int nparam
 int tl_api_prepare(tl_db_pool_t *db) {
   int rc = tl_db_pool_prepare(db, "readyz", "SELECT 1");
   if (rc == 0) rc = tl_db_pool_prepare(db, "auth", tl__auth_sql);
+  if (rc == 0) rc = tl__ingest_prepare(db);
   return rc;
 }
 

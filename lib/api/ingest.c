@@ -5,7 +5,8 @@
  *   (set-based upserts, re-derived follow-ups, anomalies and roll-ups) + COMMIT → answers.
  *
  * Each "+" is one round trip: the two statements go out together (libpq pipeline mode,
- * tl_db_conn_exec_around), so a group costs two round trips, not four.
+ * tl_db_conn_query_around), so a group costs two round trips, not four. tl_load and the writes
+ * are prepared on every connection (tl__ingest_prepare): no parse, no plan of their own.
  *
  * Answers go out only after COMMIT succeeded (synchronous_commit on): an acknowledged event is
  * durable. If a group of several batches fails on a database error, each of its batches is
@@ -70,6 +71,23 @@ typedef struct {
  * events/s). docs/PERFORMANCE.md, sixth update. */
 #define SECOND_GROUP_EVENTS 32
 #define SECOND_GROUP_WAIT_MS 20
+
+/* The group's statements, prepared on every connection by tl__ingest_prepare. */
+static const struct {
+  const char *name, *sql;
+} statements[] = {
+    {"ingest_load", "SELECT tl_load($1::bigint[], $2::uuid[], $3::text[], $4::text[], $5::text[],"
+                    " $6::text[], $7::text[])::text"},
+    {"ingest_write", "SELECT event, type FROM tl_write($1::jsonb)"},
+    {"ingest_write_plain", "SELECT event, type FROM tl_write_plain($1::jsonb)"},
+};
+
+int tl__ingest_prepare(tl_db_pool_t *db) {
+  int rc = 0;
+  for (size_t i = 0; i < sizeof statements / sizeof statements[0] && rc == 0; i++)
+    rc = tl_db_pool_prepare(db, statements[i].name, statements[i].sql);
+  return rc;
+}
 
 static ingest_t *queue_of(tl_api_t *api) {
   if (api->ingest == NULL) api->ingest = calloc(1, sizeof(ingest_t));
@@ -378,10 +396,8 @@ static void step_load_done(void *arg, int status, const tl_db_result_t *res) {
   const char *params[] = {text};
   int plain = plain_group(g);
   queue_of(g->api)->written[plain]++;
-  rc = tl_db_conn_exec_around(g->conn, NULL,
-                              plain ? "SELECT event, type FROM tl_write_plain($1::jsonb)"
-                                    : "SELECT event, type FROM tl_write($1::jsonb)",
-                              1, params, "COMMIT", step_write_done, g);
+  rc = tl_db_conn_query_around(g->conn, NULL, plain ? "ingest_write_plain" : "ingest_write", 1,
+                               params, "COMMIT", step_write_done, g);
   free(text);
   if (rc != 0) group_fail(g, rc, NULL, "write");
 }
@@ -434,10 +450,8 @@ static void step_acquired(void *arg, int status, tl_db_conn_t *conn) {
     const char *params[] = {tl_buf_cstr(&locks), tl_buf_cstr(&ids),   tl_buf_cstr(&tubes),
                             tl_buf_cstr(&boxes), tl_buf_cstr(&rounds), tl_buf_cstr(&labs),
                             tl_buf_cstr(&persons)};
-    rc = tl_db_conn_exec_around(g->conn, "BEGIN",
-                                "SELECT tl_load($1::bigint[], $2::uuid[], $3::text[], $4::text[],"
-                                " $5::text[], $6::text[], $7::text[])::text",
-                                7, params, NULL, step_load_done, g);
+    rc = tl_db_conn_query_around(g->conn, "BEGIN", "ingest_load", 7, params, NULL, step_load_done,
+                                 g);
   }
   for (int k = 0; k < 7; k++) tl_buf_dispose(all[k]);
   if (rc != 0) group_fail(g, rc < 0 ? rc : TL_ENOMEM, NULL, "load");

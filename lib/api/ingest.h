@@ -93,6 +93,9 @@ double tl__ingest_oldest_wait(const tl_api_t *api);
 /* Groups sent to the database by tl_write (plain 0) or, opening and sampling tubes only, by
  * tl_write_plain (plain 1; it may still hand one to tl_write), for /metrics. */
 unsigned long long tl__ingest_written(const tl_api_t *api, int plain);
+/* Registers the group's statements (tl_load, tl_write, tl_write_plain) as prepared on every
+ * connection of db, so that a group's round trips carry no parse and no plan of their own. */
+TL_WUR int tl__ingest_prepare(tl_db_pool_t *db);
 /* Appends the step histograms (tubeloop_ingest_step_seconds) for /metrics. */
 TL_WUR int tl__ingest_render_metrics(const tl_api_t *api, tl_buf_t *out);
 

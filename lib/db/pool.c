@@ -49,6 +49,7 @@ typedef struct {
   uv_timer_t timer;     /* backoff and connect timeout */
   int backoff_ms;
   int prep_next;        /* the statement being prepared */
+  uint64_t prepared_ok; /* bit i: registered statement i is prepared on this session */
   int flushing;         /* PQflush still has data to send */
   job_t *job;           /* running job, or NULL */
   PGresult *result;     /* the job's first error or last result (a pipeline: of its text) */
@@ -332,6 +333,28 @@ static void dbc_prepare_next(dbc_t *c) {
   dbc_send_flush(c);
 }
 
+/* Sends a job's statement: a registered one by name where this session prepared it, else as
+ * its SQL text, unnamed (its prepare failed, e.g. the daemon connected before `tubeloopd
+ * migrate` created a function it calls: the text works as soon as the function exists, and
+ * the session prepares it when it next connects). A pipeline takes the extended protocol only;
+ * elsewhere SQL without parameters may hold several statements. */
+static int dbc_send_statement(dbc_t *c, const job_t *j, int in_pipeline) {
+  const tl_db_pool_t *p = c->pool;
+  const char *sql = j->text;
+  if (j->prepared) {
+    int i = 0;
+    while (i < p->nstmts && strcmp(p->stmts[i].name, j->text) != 0) i++;
+    if (i == p->nstmts || (c->prepared_ok >> i & 1))
+      return PQsendQueryPrepared(c->pg, j->text, j->nparams, (const char *const *)j->params, NULL,
+                                 NULL, 0);
+    sql = p->stmts[i].sql;
+  }
+  return j->nparams > 0 || in_pipeline
+             ? PQsendQueryParams(c->pg, sql, j->nparams, NULL, (const char *const *)j->params, NULL,
+                                 NULL, 0)
+             : PQsendQuery(c->pg, sql);
+}
+
 /* A pipeline job: before, text and after go out together with one Sync (libpq pipeline mode,
  * extended protocol for all three), and come back in one round trip. */
 static int dbc_send_pipeline(dbc_t *c, const job_t *j) {
@@ -339,11 +362,7 @@ static int dbc_send_pipeline(dbc_t *c, const job_t *j) {
   if (!PQenterPipelineMode(c->pg)) return 0;
   int ok = 1;
   if (j->before) ok = PQsendQueryParams(c->pg, j->before, 0, NULL, NULL, NULL, NULL, 0);
-  if (ok)
-    ok = j->prepared ? PQsendQueryPrepared(c->pg, j->text, j->nparams,
-                                           (const char *const *)j->params, NULL, NULL, 0)
-                     : PQsendQueryParams(c->pg, j->text, j->nparams, NULL,
-                                         (const char *const *)j->params, NULL, NULL, 0);
+  if (ok) ok = dbc_send_statement(c, j, 1);
   if (ok && j->after) ok = PQsendQueryParams(c->pg, j->after, 0, NULL, NULL, NULL, NULL, 0);
   return ok && PQpipelineSync(c->pg);
 }
@@ -352,12 +371,7 @@ static void dbc_run(dbc_t *c, job_t *j) {
   c->job = j;
   c->result_at = 0;
   dbc_set_state(c, DBC_BUSY);
-  int ok = j->before || j->after ? dbc_send_pipeline(c, j)
-           : j->prepared ? PQsendQueryPrepared(c->pg, j->text, j->nparams,
-                                               (const char *const *)j->params, NULL, NULL, 0)
-           : j->nparams > 0 ? PQsendQueryParams(c->pg, j->text, j->nparams, NULL,
-                                                (const char *const *)j->params, NULL, NULL, 0)
-                            : PQsendQuery(c->pg, j->text);
+  int ok = j->before || j->after ? dbc_send_pipeline(c, j) : dbc_send_statement(c, j, 0);
   if (!ok) {
     dbc_fail(c, "send failed");
     return;
@@ -380,6 +394,8 @@ static void dbc_command_done(dbc_t *c) {
       tl_log(TL_LOG_ERROR, "db_prepare_failed", "statement=%s sqlstate=%s",
              c->prep_next < p->nstmts ? p->stmts[c->prep_next].name : "(on connect)",
              PQresultErrorField(res, PG_DIAG_SQLSTATE));
+    else if (res && c->prep_next < p->nstmts)
+      c->prepared_ok |= (uint64_t)1 << c->prep_next;
     if (res) PQclear(res);
     c->prep_next++;
     dbc_prepare_next(c);
@@ -489,6 +505,7 @@ static void on_poll(uv_poll_t *h, int status, int events) {
     case PGRES_POLLING_OK:
       tl_log(TL_LOG_INFO, "db_connected", "conn=%d", c->index);
       c->prep_next = 0;
+      c->prepared_ok = 0;
       dbc_set_state(c, DBC_PREPARING);
       if (watch(c, UV_READABLE, 1) != 0) {
         dbc_fail(c, "no socket");
@@ -623,6 +640,11 @@ int tl_db_conn_exec_around(tl_db_conn_t *c, const char *before, const char *sql,
   return held_run(c, job_new_around(before, 0, sql, nparams, params, after, cb, arg));
 }
 
+int tl_db_conn_query_around(tl_db_conn_t *c, const char *before, const char *stmt, int nparams,
+                            const char *const *params, const char *after, tl_db_cb cb, void *arg) {
+  return held_run(c, job_new_around(before, 1, stmt, nparams, params, after, cb, arg));
+}
+
 void tl_db_release(tl_db_conn_t *conn) {
   dbc_t *c = &conn->c;
   tl_db_pool_t *p = c->pool;
@@ -685,6 +707,7 @@ int tl_db_pool_new(tl_db_pool_t **out, uv_loop_t *loop, const tl_db_pool_opts_t 
 }
 
 int tl_db_pool_prepare(tl_db_pool_t *p, const char *name, const char *sql) {
+  if (p->nstmts == 64) return TL_EINVAL; /* a session's prepared_ok has a bit for each */
   stmt_t *s = realloc(p->stmts, (size_t)(p->nstmts + 1) * sizeof *s);
   if (s == NULL) return TL_ENOMEM;
   p->stmts = s;

@@ -54,7 +54,9 @@ typedef struct {
 
 void tl_db_pool_opts_defaults(tl_db_pool_opts_t *o);
 TL_WUR int tl_db_pool_new(tl_db_pool_t **out, uv_loop_t *loop, const tl_db_pool_opts_t *opts);
-/* Registers a statement prepared on every connection. Call before tl_db_pool_start. */
+/* Registers a statement prepared on every connection (at most 64). Call before
+ * tl_db_pool_start. Where its prepare failed (say, a function it calls did not exist yet), a
+ * connection runs its SQL text instead, until the connection is made again. */
 TL_WUR int tl_db_pool_prepare(tl_db_pool_t *p, const char *name, const char *sql);
 /* SQL run on every connection right after the statements are prepared, e.g. "LISTEN x"
  * (copied). Call before tl_db_pool_start. */
@@ -99,6 +101,10 @@ TL_WUR int tl_db_conn_exec(tl_db_conn_t *c, const char *sql, int nparams,
 TL_WUR int tl_db_conn_exec_around(tl_db_conn_t *c, const char *before, const char *sql,
                                   int nparams, const char *const *params, const char *after,
                                   tl_db_cb cb, void *arg);
+/* The same with a registered statement's name instead of sql. */
+TL_WUR int tl_db_conn_query_around(tl_db_conn_t *c, const char *before, const char *stmt,
+                                   int nparams, const char *const *params, const char *after,
+                                   tl_db_cb cb, void *arg);
 /* Gives the connection back; an open or failed transaction is rolled back first. */
 void tl_db_release(tl_db_conn_t *c);
 

@@ -9,7 +9,10 @@
  * acquire gets a usable session. The run has a scratch schema of its own (dropped at the
  * end, emptied before each test): a table t whose unique key is checked at COMMIT, and a
  * sequence s that the statements whose running is in question advance (nextval is not rolled
- * back, so s counts statements that ran even when their transaction did not commit). */
+ * back, so s counts statements that ran even when their transaction did not commit).
+ * tl_db_conn_query_around does the same with a registered statement: it runs prepared where
+ * the session prepared it, and as its text where the prepare failed at connect (a function it
+ * calls did not exist yet), so that it works once the function exists. */
 #include <setjmp.h>
 #include <stdarg.h>
 #include <stddef.h>
@@ -79,15 +82,28 @@ static void on_result(void *arg, int status, const tl_db_result_t *res) {
 }
 
 /* before, sql (with one parameter, or none when param is NULL) and after on the held
- * connection, in one pipeline. */
-static got_t around(const char *before, const char *sql, const char *param, const char *after) {
+ * connection, in one pipeline; sql is a registered statement's name when registered is 1. */
+static got_t run_around(int registered, const char *before, const char *sql, const char *param,
+                        const char *after) {
   const char *params[] = {param};
+  int n = param ? 1 : 0;
   memset(&g.got, 0, sizeof g.got);
-  assert_int_equal(tl_db_conn_exec_around(g.conn, before, sql, param ? 1 : 0,
-                                          param ? params : NULL, after, on_result, &g.got),
-                   0);
+  int rc = registered ? tl_db_conn_query_around(g.conn, before, sql, n, param ? params : NULL,
+                                                after, on_result, &g.got)
+                      : tl_db_conn_exec_around(g.conn, before, sql, n, param ? params : NULL,
+                                               after, on_result, &g.got);
+  assert_int_equal(rc, 0);
   assert_int_equal(run_until(&g.got.done), 0);
   return g.got;
+}
+
+static got_t around(const char *before, const char *sql, const char *param, const char *after) {
+  return run_around(0, before, sql, param, after);
+}
+
+static got_t query_around(const char *before, const char *stmt, const char *param,
+                          const char *after) {
+  return run_around(1, before, stmt, param, after);
 }
 
 /* A plain statement on the held connection (simple query protocol, outside any pipeline);
@@ -101,6 +117,13 @@ static int exec_wait(const char *sql) {
 static got_t exec(const char *sql) {
   assert_int_equal(exec_wait(sql), 0);
   return g.got;
+}
+
+/* A pipeline's failure as reported: TL_EDB, the SQLSTATE, the statement it came from. */
+static void expect_failure(got_t r, const char *sqlstate, int statement) {
+  assert_int_equal(r.status, TL_EDB);
+  assert_string_equal(r.sqlstate, sqlstate);
+  assert_int_equal(r.statement, statement);
 }
 
 static void on_acquired(void *arg, int status, tl_db_conn_t *conn) {
@@ -157,6 +180,12 @@ static int group_setup(void **state) {
   o.size = 1;
   o.app_name = "test_db_pipeline";
   if (tl_db_pool_new(&g.pool, &g.loop, &o) != 0) return -1;
+  /* Prepared at connect: one that can be, and one calling a function of a schema that does
+   * not exist yet (its prepare fails; the test creates the function later). */
+  snprintf(sql, sizeof sql, "SELECT %s.late($1::int)", g.schema);
+  if (tl_db_pool_prepare(g.pool, "add_one", "SELECT $1::int + 1") != 0 ||
+      tl_db_pool_prepare(g.pool, "late", sql) != 0)
+    return -1;
   snprintf(sql, sizeof sql, "SET search_path = %s", g.schema);
   if (tl_db_pool_on_connect(g.pool, sql) != 0) return -1;
   tl_db_pool_on_notify(g.pool, on_notify, NULL);
@@ -234,9 +263,7 @@ static void test_begin_sql_commit(void **state) {
 static void test_failing_sql_skips_after(void **state) {
   (void)state;
   got_t r = around("BEGIN", "SELECT 1 / $1::int", "0", MARK);
-  assert_int_equal(r.status, TL_EDB);
-  assert_string_equal(r.sqlstate, "22012");
-  assert_int_equal(r.statement, 0);
+  expect_failure(r, "22012", 0);
   /* after never ran: s was not advanced (and nothing was committed). */
   assert_string_equal(committed(), "0/0");
 }
@@ -246,24 +273,18 @@ static void test_failing_commit(void **state) {
   assert_int_equal(exec("INSERT INTO t VALUES (100)").status, 0);
   /* The duplicate passes the INSERT (the key is checked at COMMIT) and fails the COMMIT. */
   got_t r = around("BEGIN", "INSERT INTO t VALUES ($1)", "100", "COMMIT");
-  assert_int_equal(r.status, TL_EDB);
-  assert_string_equal(r.sqlstate, "23505");
-  assert_int_equal(r.statement, 1);
+  expect_failure(r, "23505", 1);
   assert_string_equal(committed(), "1/0");
   /* A failing after of any kind: sql ran (s counted it) but its row was not committed. */
   r = around("BEGIN", MARK, NULL, "SELECT 1 / 0");
-  assert_int_equal(r.status, TL_EDB);
-  assert_string_equal(r.sqlstate, "22012");
-  assert_int_equal(r.statement, 1);
+  expect_failure(r, "22012", 1);
   assert_string_equal(committed(), "1/1");
 }
 
 static void test_failing_before(void **state) {
   (void)state;
   got_t r = around("SELECT 1 / 0", MARK, NULL, "COMMIT");
-  assert_int_equal(r.status, TL_EDB);
-  assert_string_equal(r.sqlstate, "22012");
-  assert_int_equal(r.statement, -1);
+  expect_failure(r, "22012", -1);
   /* sql never ran: s was not advanced. */
   assert_string_equal(committed(), "0/0");
 }
@@ -290,9 +311,7 @@ static void test_only_before_or_after(void **state) {
 static void test_release_after_failure(void **state) {
   (void)state;
   got_t r = around("BEGIN", "SELECT $1::int", "x", "COMMIT");
-  assert_int_equal(r.status, TL_EDB);
-  assert_string_equal(r.sqlstate, "22P02");
-  assert_int_equal(r.statement, 0);
+  expect_failure(r, "22P02", 0);
   /* The transaction is left failed: the session refuses statements until it ends. */
   r = exec("SELECT 1");
   assert_int_equal(r.status, TL_EDB);
@@ -305,6 +324,54 @@ static void test_release_after_failure(void **state) {
   assert_string_equal(r.value, "1");
 }
 
+/* How often the session ran a prepared statement of that name (its plans, custom or
+ * generic), or -1 when the session has none of that name. */
+static long runs_of_prepared(const char *name) {
+  char sql[256];
+  snprintf(sql, sizeof sql,
+           "SELECT coalesce((SELECT generic_plans + custom_plans FROM pg_prepared_statements"
+           " WHERE name = '%s'), -1)",
+           name);
+  assert_int_equal(exec(sql).status, 0);
+  return strtol(g.got.value, NULL, 10);
+}
+
+static void test_registered_statement_runs_prepared(void **state) {
+  (void)state;
+  long before = runs_of_prepared("add_one");
+  assert_true(before >= 0); /* prepared when the session connected */
+  got_t r = query_around("BEGIN", "add_one", "41", "COMMIT");
+  assert_int_equal(r.status, 0);
+  assert_int_equal(r.statement, 0);
+  assert_string_equal(r.value, "42");
+  /* It ran as the prepared statement, not as text, and COMMIT closed the transaction. */
+  assert_int_equal(runs_of_prepared("add_one"), before + 1);
+  assert_string_equal(exec("SELECT now() = statement_timestamp()").value, "t");
+  /* A failure is reported as with text: the statement, its SQLSTATE, after not run. */
+  r = query_around("BEGIN", "add_one", "x", MARK);
+  expect_failure(r, "22P02", 0);
+  assert_string_equal(committed(), "0/0");
+}
+
+static void test_statement_whose_prepare_failed_runs_as_text(void **state) {
+  (void)state;
+  /* Its prepare failed at connect: the session has no statement of that name. */
+  assert_int_equal(runs_of_prepared("late"), -1);
+  /* Its text fails for what it is (no such function), not for a missing prepared statement. */
+  got_t r = query_around(NULL, "late", "4", NULL);
+  assert_int_equal(r.status, TL_EDB);
+  assert_string_equal(r.sqlstate, "42883");
+  /* Once the function exists, the same call works on the same session. */
+  char sql[256];
+  snprintf(sql, sizeof sql,
+           "CREATE OR REPLACE FUNCTION %s.late(int) RETURNS int LANGUAGE sql AS 'SELECT $1 * 10'",
+           g.schema);
+  assert_int_equal(exec(sql).status, 0);
+  r = query_around("BEGIN", "late", "4", "COMMIT");
+  assert_int_equal(r.status, 0);
+  assert_string_equal(r.value, "40");
+}
+
 int main(void) {
   const struct CMUnitTest tests[] = {
       cmocka_unit_test_setup_teardown(test_begin_sql_commit, setup, teardown),
@@ -313,6 +380,9 @@ int main(void) {
       cmocka_unit_test_setup_teardown(test_failing_before, setup, teardown),
       cmocka_unit_test_setup_teardown(test_only_before_or_after, setup, teardown),
       cmocka_unit_test_setup_teardown(test_release_after_failure, setup, teardown),
+      cmocka_unit_test_setup_teardown(test_registered_statement_runs_prepared, setup, teardown),
+      cmocka_unit_test_setup_teardown(test_statement_whose_prepare_failed_runs_as_text, setup,
+                                      teardown),
   };
   return cmocka_run_group_tests(tests, group_setup, group_teardown);
 }
