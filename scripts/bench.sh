@@ -363,6 +363,24 @@ autovacuum_now() {
               FROM pg_stat_activity WHERE backend_type = 'autovacuum worker'")
   printf '%s' "${a:-none}"
 }
+# What autovacuum did beside a phase: its workers' statements, looked at once a second from
+# autovacuum_watch_start to autovacuum_watch_stop. A latency phase right after a large ingest
+# shares the cores with the vacuums and analyzes of what that ingest wrote, and the phase's
+# "other processes" CPU (workers that come and go) does not say which.
+autovacuum_watch_start() {
+  : >"$BENCH/autovacuum.samples"
+  ( while kill -0 "$DAEMON_PID" 2>/dev/null; do
+      printf '%s\n' "$(autovacuum_now)" >>"$BENCH/autovacuum.samples"; sleep 1; done ) &
+  AUTOVACUUM_WATCH=$!
+}
+autovacuum_watch_stop() { # LABEL
+  kill "$AUTOVACUUM_WATCH" 2>/dev/null || true
+  wait "$AUTOVACUUM_WATCH" 2>/dev/null || true
+  printf 'autovacuum beside %s: busy in %s of %s samples a second apart%s\n' "$1" \
+    "$(grep -vc '^none$' "$BENCH/autovacuum.samples" || true)" "$(wc -l <"$BENCH/autovacuum.samples")" \
+    "$(grep -v '^none$' "$BENCH/autovacuum.samples" | tr ';' '\n' | sed 's/^ *//' | sort | uniq -c |
+       sort -rn | head -5 | awk '{c = $1; $1 = ""; printf "%s%s (%d)", NR == 1 ? ": " : ", ", substr($0, 2), c}')"
+}
 stats_at() { # LABEL
   # (what ran beside the reads: a stats phase slower than the same reads at rest is otherwise
   # unexplained, docs/PERFORMANCE.md)
@@ -478,9 +496,11 @@ sync
 say "5 single-scan: 1 event per request, open loop at 1000 requests/s over 50 connections, $SINGLE_S s"
 cpu_mark
 PG_LOG_MARK=$(wc -l <"$PG_DIR/log")
+autovacuum_watch_start
 # shellcheck disable=SC2046
 run "$LOADGEN" single $(common) --seed $SEED --tag s --block 1 --boxes 1 --rate 1000 --conns 50 \
   --seconds "$SINGLE_S" | grab
+autovacuum_watch_stop "the single-scan phase"
 cpu_report "single-scan" "${R[single.cpu_s]}"
 pg_log_since "$PG_LOG_MARK"
 alive
