@@ -252,6 +252,30 @@ class StatsAgainstRawTables(T.EnvCase):
             self.assertEqual(d["persons_not_returned"], c["persons_sampled"] - c["persons_returned"])
         self.assertTrue(sites["S3"]["differences"]["boxes_not_received"], "S3's box is still on the road")
 
+    def test_an_idle_fold_gives_the_emptied_delta_table_back(self):
+        # Every fold deletes the deltas it folded, and every read first asks whether any are
+        # left, which reads each page of the emptied table until a vacuum gives it back
+        # (lib/api/fold.c). Emptied pages, as a day of writes leaves them: rows inserted and
+        # deleted in one transaction, which nobody else sees and autovacuum (5,000 dead rows
+        # at the earliest) leaves alone.
+        db = self.env.db
+        url = "/v1/stats?region=%s&round=RD" % T.COUNTY
+        before = self.viewer.get(url).json
+        db.psql("BEGIN; INSERT INTO stats_delta SELECT 'zz-idle', 'S1', 'tubes_opened', 0, 0"
+                " FROM generate_series(1, 3000); DELETE FROM stats_delta WHERE round = 'zz-idle'; COMMIT")
+        pages = int(db.scalar("SELECT pg_relation_size('stats_delta') / 8192"))
+        self.assertGreaterEqual(pages, 8, "the emptied table keeps its pages")
+        # Nothing is written now: the daemon's next fold (every 5 s) finds nothing and has the
+        # table vacuumed, which truncates it.
+        deadline = time.time() + 20
+        while time.time() < deadline and int(db.scalar("SELECT pg_relation_size('stats_delta')")) > 0:
+            time.sleep(0.5)
+        self.assertEqual(int(db.scalar("SELECT pg_relation_size('stats_delta')")), 0,
+                         "stats_delta still has its %d emptied pages 20 s later" % pages)
+        # The figures are what they were.
+        after = self.viewer.get(url).json
+        self.assertEqual((after["totals"], after["children"]), (before["totals"], before["children"]))
+
 
 class OverdueAndArrivals(unittest.TestCase):
     """Two daemons on one database, both sweeping every second with a 1-minute transport
