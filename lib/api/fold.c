@@ -33,24 +33,24 @@
 /* Pages of an emptied stats_delta worth a VACUUM (reading fewer is cheaper than vacuuming). */
 #define DELTA_PAGES_WORTH_VACUUM 8
 
+/* 1 when a statement of the timer's failed, logged as event. */
+static int failed(int status, const tl_db_result_t *res, const char *event) {
+  if (status != 0)
+    tl_log(TL_LOG_WARN, event, "status=\"%s\" sqlstate=%s", tl_strerror(status),
+           tl_db_result_sqlstate(res));
+  return status != 0;
+}
+
 static void vacuum_done(void *arg, int status, const tl_db_result_t *res) {
   tl_fold_t *f = arg;
   f->vacuuming = 0;
-  if (status != 0)
-    tl_log(TL_LOG_WARN, "delta_vacuum_failed", "status=\"%s\" sqlstate=%s", tl_strerror(status),
-           tl_db_result_sqlstate(res));
-  else
-    f->vacuums++;
+  if (!failed(status, res, "delta_vacuum_failed")) f->vacuums++;
 }
 
 static void fold_done(void *arg, int status, const tl_db_result_t *res) {
   tl_fold_t *f = arg;
   f->running = 0;
-  if (status != 0) {
-    tl_log(TL_LOG_WARN, "fold_failed", "status=\"%s\" sqlstate=%s", tl_strerror(status),
-           tl_db_result_sqlstate(res));
-    return;
-  }
+  if (failed(status, res, "fold_failed")) return;
   f->folds++;
   const char *folded = tl_db_result_value(res, 0, 0), *pages = tl_db_result_value(res, 0, 1);
   if (folded && pages && atol(folded) == 0 && atol(pages) >= DELTA_PAGES_WORTH_VACUUM &&
@@ -62,9 +62,7 @@ static void fold_done(void *arg, int status, const tl_db_result_t *res) {
 static void analyze_done(void *arg, int status, const tl_db_result_t *res) {
   tl_fold_t *f = arg;
   f->analyzing = 0;
-  if (status != 0)
-    tl_log(TL_LOG_WARN, "analyze_failed", "status=\"%s\" sqlstate=%s", tl_strerror(status),
-           tl_db_result_sqlstate(res));
+  (void)failed(status, res, "analyze_failed");
 }
 
 static void on_tick(uv_timer_t *t) {
