@@ -44,7 +44,7 @@ static int failed(int status, const tl_db_result_t *res, const char *event) {
 static void vacuum_done(void *arg, int status, const tl_db_result_t *res) {
   tl_fold_t *f = arg;
   f->vacuuming = 0;
-  if (!failed(status, res, "delta_vacuum_failed")) f->vacuums++;
+  (void)failed(status, res, "delta_vacuum_failed");
 }
 
 static void fold_done(void *arg, int status, const tl_db_result_t *res) {
@@ -71,9 +71,8 @@ static void on_tick(uv_timer_t *t) {
       tl_db_exec(f->db, "SELECT tl_analyze_grown()", 0, NULL, analyze_done, f) == 0)
     f->analyzing = 1;
   if (f->running || ++f->ticks % FOLD_EVERY != 0) return; /* or the last one is still running */
-  if (tl_db_exec(f->db, "SELECT tl_fold(), pg_relation_size('stats_delta') / 8192", 0, NULL, fold_done,
-                 f) == 0)
-    f->running = 1;
+  static const char fold_sql[] = "SELECT tl_fold(), pg_relation_size('stats_delta') / 8192";
+  if (tl_db_exec(f->db, fold_sql, 0, NULL, fold_done, f) == 0) f->running = 1;
 }
 
 int tl_fold_start(tl_fold_t *f, uv_loop_t *loop, tl_db_pool_t *db, int interval_ms) {
@@ -83,7 +82,6 @@ int tl_fold_start(tl_fold_t *f, uv_loop_t *loop, tl_db_pool_t *db, int interval_
   f->vacuuming = 0;
   f->ticks = 0;
   f->folds = 0;
-  f->vacuums = 0;
   int rc = uv_timer_init(loop, &f->timer);
   if (rc != 0) return rc;
   f->timer.data = f;

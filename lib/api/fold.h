@@ -14,7 +14,6 @@ typedef struct {
   int vacuuming;    /* a VACUUM of the emptied stats_delta is in the database */
   unsigned long ticks;  /* timer ticks since the start: a fold every FOLD_EVERY-th */
   unsigned long folds;
-  unsigned long vacuums; /* of the emptied stats_delta */
 } tl_fold_t;
 
 TL_WUR int tl_fold_start(tl_fold_t *f, uv_loop_t *loop, tl_db_pool_t *db, int interval_ms);
