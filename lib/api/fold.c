@@ -13,8 +13,9 @@
  * After a city's day of writes that was 17 MB, ~1.5 ms of each dashboard read at rest (30 ms
  * from a cold cache); autovacuum had vacuumed it but could not truncate it while writes went
  * on, and does not come back to an empty table. When writes stop the VACUUM truncates it to
- * nothing; SKIP_LOCKED, so that it never waits behind autovacuum. (A role that does not own
- * the table gets a warning from it and nothing else.)
+ * nothing; SKIP_LOCKED, so that it never waits behind autovacuum. It is asked again only once
+ * the table's size has changed, so a VACUUM that could not shrink it (a role that does not own
+ * the table gets a warning and nothing else) is not repeated every fold.
  *
  * Every tick the same timer also asks the database to ANALYZE the tables that changed more
  * than the planner knows of (tl_analyze_grown, sql/017): a fresh database fills faster than
@@ -53,10 +54,13 @@ static void fold_done(void *arg, int status, const tl_db_result_t *res) {
   if (failed(status, res, "fold_failed")) return;
   f->folds++;
   const char *folded = tl_db_result_value(res, 0, 0), *pages = tl_db_result_value(res, 0, 1);
-  if (folded && pages && atol(folded) == 0 && atol(pages) >= DELTA_PAGES_WORTH_VACUUM &&
+  long n = pages ? atol(pages) : 0;
+  if (folded && atol(folded) == 0 && n >= DELTA_PAGES_WORTH_VACUUM && n != f->vacuumed_pages &&
       !f->vacuuming &&
-      tl_db_exec(f->db, "VACUUM (SKIP_LOCKED) stats_delta", 0, NULL, vacuum_done, f) == 0)
+      tl_db_exec(f->db, "VACUUM (SKIP_LOCKED) stats_delta", 0, NULL, vacuum_done, f) == 0) {
     f->vacuuming = 1;
+    f->vacuumed_pages = n;
+  }
 }
 
 static void analyze_done(void *arg, int status, const tl_db_result_t *res) {
@@ -80,6 +84,7 @@ int tl_fold_start(tl_fold_t *f, uv_loop_t *loop, tl_db_pool_t *db, int interval_
   f->running = 0;
   f->analyzing = 0;
   f->vacuuming = 0;
+  f->vacuumed_pages = -1;
   f->ticks = 0;
   f->folds = 0;
   int rc = uv_timer_init(loop, &f->timer);

@@ -8,6 +8,7 @@ import http.client
 import json
 import os
 import random
+import subprocess
 import sys
 import threading
 import time
@@ -275,6 +276,35 @@ class StatsAgainstRawTables(T.EnvCase):
         # The figures are what they were.
         after = self.viewer.get(url).json
         self.assertEqual((after["totals"], after["children"]), (before["totals"], before["children"]))
+
+    def test_an_idle_fold_does_not_vacuum_again_what_it_could_not_shrink(self):
+        # Emptied pages that a VACUUM cannot give back: another session's insert, still in
+        # progress, sits on the last page. Nothing is there to fold, so the daemon's idle fold
+        # asks for one VACUUM, and must not ask again every five seconds while the table keeps
+        # its size (as it would for a role that may not vacuum the table at all).
+        db = self.env.db
+        vacuums = "SELECT vacuum_count FROM pg_stat_user_tables WHERE relname = 'stats_delta'"
+        before = int(db.scalar(vacuums))
+        holder = subprocess.Popen(
+            [T.PG_BIN + "/psql", "-X", "-q", "-v", "ON_ERROR_STOP=1", "-d", db.conninfo, "-c",
+             "BEGIN; INSERT INTO stats_delta SELECT 'zz-held', 'S1', 'tubes_opened', 0, 0"
+             " FROM generate_series(1, 3000); DELETE FROM stats_delta WHERE round = 'zz-held';"
+             " INSERT INTO stats_delta VALUES ('zz-held', 'S1', 'tubes_opened', 0, 0);"
+             " SELECT pg_sleep(17); ROLLBACK"],
+            stdout=subprocess.DEVNULL, stderr=subprocess.PIPE)
+        try:
+            deadline = time.time() + 8
+            while time.time() < deadline and int(db.scalar(vacuums)) == before:
+                time.sleep(0.25)
+            self.assertEqual(int(db.scalar(vacuums)), before + 1, "the idle fold asked for a VACUUM")
+            # Two more folds come and go with the table as it was.
+            time.sleep(11)
+            self.assertGreaterEqual(int(db.scalar("SELECT pg_relation_size('stats_delta') / 8192")), 8)
+            self.assertEqual(int(db.scalar(vacuums)), before + 1, "the VACUUM was asked for again")
+        finally:
+            _, err = holder.communicate(timeout=30)
+        self.assertEqual(holder.returncode, 0, err.decode())
+        self.assertEqual(db.scalar("SELECT count(*) FROM stats_delta WHERE round = 'zz-held'"), "0")
 
 
 class OverdueAndArrivals(unittest.TestCase):
