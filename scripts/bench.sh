@@ -270,27 +270,34 @@ pg_pids() {
 PG_PIDS_AT_START=
 # Busy CPU seconds of the whole machine (every process, ours or not) from /proc/stat.
 cpu_machine() { awk -v h="$TCK" '/^cpu / {printf "%.2f", ($2 + $3 + $4 + $7 + $8 + $9) / h}' /proc/stat; }
+# Of that, the interrupts' (irq + softirq: much of loopback networking) and the time the
+# hypervisor gave our virtual cores to someone else (steal), neither of which is a process's.
+cpu_irq() { awk -v h="$TCK" '/^cpu / {printf "%.2f", ($7 + $8) / h}' /proc/stat; }
+cpu_steal() { awk -v h="$TCK" '/^cpu / {printf "%.2f", $9 / h}' /proc/stat; }
 cpu_mark() {
   CPU_D0=$(cpu_of "$DAEMON_PID"); PG_PIDS_AT_START=$(pg_pids); CPU_P0=$(cpu_of $PG_PIDS_AT_START)
-  CPU_M0=$(cpu_machine); CPU_W0=$(date +%s.%N)
+  CPU_M0=$(cpu_machine); CPU_I0=$(cpu_irq); CPU_S0=$(cpu_steal); CPU_W0=$(date +%s.%N)
 }
 # Where the CPU went during a phase: the daemon, PostgreSQL (the cluster's processes: the
 # daemon's pool connections, walwriter, checkpointer, autovacuum workers alive at the end; a
 # backend that came and went in between is missed), the load generator (it prints its
 # own), and the rest of the machine, which is not ours: anything else running shares the cores.
 cpu_report() { # LABEL LOADGEN_CPU_S
-  local d p m w
+  local d p m i s w
   d=$(awk -v a="$(cpu_of "$DAEMON_PID")" -v b="$CPU_D0" 'BEGIN {printf "%.1f", a - b}')
   local new=() x
   for x in $(pg_pids); do [[ " $PG_PIDS_AT_START " == *" $x "* ]] || new+=("$x"); done
   p=$(awk -v a="$(cpu_of $PG_PIDS_AT_START)" -v b="$CPU_P0" -v n="$(cpu_of "${new[@]}")" \
     'BEGIN {printf "%.1f", a - b + n}')
   m=$(awk -v a="$(cpu_machine)" -v b="$CPU_M0" 'BEGIN {printf "%.1f", a - b}')
+  i=$(awk -v a="$(cpu_irq)" -v b="$CPU_I0" 'BEGIN {printf "%.1f", a - b}')
+  s=$(awk -v a="$(cpu_steal)" -v b="$CPU_S0" 'BEGIN {printf "%.1f", a - b}')
   w=$(awk -v a="$(date +%s.%N)" -v b="$CPU_W0" 'BEGIN {printf "%.1f", a - b}')
   printf 'cpu %s: %s s wall on %s cores; tubeloopd %s s, postgresql %s s, load generator %s s,' \
     "$1" "$w" "$(nproc)" "$d" "$p" "${2:-?}"
-  printf ' other processes %s s (machine busy %s s)\n' \
-    "$(awk -v m="$m" -v d="$d" -v p="$p" -v l="${2:-0}" 'BEGIN {x = m - d - p - l; printf "%.1f", (x < 0 ? 0 : x)}')" "$m"
+  printf ' other processes %s s, interrupts %s s, stolen by the hypervisor %s s (machine busy %s s)\n' \
+    "$(awk -v m="$m" -v d="$d" -v p="$p" -v l="${2:-0}" -v i="$i" -v s="$s" \
+       'BEGIN {x = m - d - p - l - i - s; printf "%.1f", (x < 0 ? 0 : x)}')" "$i" "$s" "$m"
 }
 # What PostgreSQL logged during a phase (slow statements over 1 s, lock waits, checkpoints,
 # autovacuum over 1 s), summarised.
@@ -380,6 +387,26 @@ autovacuum_watch_stop() { # LABEL
     "$(grep -vc '^none$' "$BENCH/autovacuum.samples" || true)" "$(wc -l <"$BENCH/autovacuum.samples")" \
     "$(grep -v '^none$' "$BENCH/autovacuum.samples" | tr ';' '\n' | sed 's/^ *//' | sort | uniq -c |
        sort -rn | head -5 | awk '{c = $1; $1 = ""; printf "%s%s (%d)", NR == 1 ? ": " : ", ", substr($0, 2), c}')"
+}
+# Whose CPU the "other processes" of a phase were: top's per-second view of every process,
+# kernel threads and processes that come and go included, from others_watch_start to
+# others_watch_stop, summed by command for all but the daemon, the load generator and the
+# cluster's processes that were there at the phase's start (cpu_mark). Two slow single-scan
+# phases ran beside 15.7 and 19.6 CPU-s that cpu_report could not name (docs/PERFORMANCE.md).
+others_watch_start() {
+  top -b -d 1 -w 512 >"$BENCH/top.samples" 2>/dev/null &
+  OTHERS_WATCH=$!
+}
+others_watch_stop() { # LABEL
+  kill "$OTHERS_WATCH" 2>/dev/null || true
+  wait "$OTHERS_WATCH" 2>/dev/null || true
+  printf 'other processes beside %s, by command (top, once a second): %s\n' "$1" "$(
+    awk -v skip=" $PG_PIDS_AT_START $DAEMON_PID " '
+      /^top - / {frame++; next}
+      frame < 2 || $1 !~ /^[0-9]+$/ || index(skip, " " $1 " ") || $12 == "tl_loadgen" {next}
+      {cpu[$12 == "postgres" ? "postgres (came and went)" : $12] += $9 / 100}
+      END {for (c in cpu) if (cpu[c] >= 0.05) printf "%.1f %s\n", cpu[c], c}' "$BENCH/top.samples" |
+      sort -rn | head -6 | awk '{c = $1; $1 = ""; printf "%s%s %s CPU-s", NR == 1 ? "" : ", ", substr($0, 2), c}')"
 }
 stats_at() { # LABEL
   # (what ran beside the reads: a stats phase slower than the same reads at rest is otherwise
@@ -497,10 +524,12 @@ say "5 single-scan: 1 event per request, open loop at 1000 requests/s over 50 co
 cpu_mark
 PG_LOG_MARK=$(wc -l <"$PG_DIR/log")
 autovacuum_watch_start
+others_watch_start
 # shellcheck disable=SC2046
 run "$LOADGEN" single $(common) --seed $SEED --tag s --block 1 --boxes 1 --rate 1000 --conns 50 \
   --seconds "$SINGLE_S" | grab
 autovacuum_watch_stop "the single-scan phase"
+others_watch_stop "the single-scan phase"
 cpu_report "single-scan" "${R[single.cpu_s]}"
 pg_log_since "$PG_LOG_MARK"
 alive
