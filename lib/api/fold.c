@@ -60,6 +60,8 @@ static void fold_done(void *arg, int status, const tl_db_result_t *res) {
       tl_db_exec(f->db, "VACUUM (SKIP_LOCKED) stats_delta", 0, NULL, vacuum_done, f) == 0) {
     f->vacuuming = 1;
     f->vacuumed_pages = n;
+  } else if (n != f->vacuumed_pages) {
+    f->vacuumed_pages = -1; /* the table changed since that VACUUM: the next one may help */
   }
 }
 

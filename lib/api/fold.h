@@ -12,7 +12,8 @@ typedef struct {
   int running;      /* a fold is in the database */
   int analyzing;    /* a tl_analyze_grown is in the database */
   int vacuuming;    /* a VACUUM of the emptied stats_delta is in the database */
-  long vacuumed_pages; /* stats_delta's pages when that VACUUM was asked for, -1 before */
+  long vacuumed_pages; /* stats_delta's pages when the last VACUUM was asked for, while they
+                        * stay so; else -1 */
   unsigned long ticks;  /* timer ticks since the start: a fold every FOLD_EVERY-th */
   unsigned long folds;
 } tl_fold_t;
