@@ -263,4 +263,38 @@ BEGIN
   END LOOP;
 END $$;
 
+-- The sealer's take names each event's partition as tl_chain_partition does (sql/039 joins
+-- the registry instead of calling it): a collector, a courier and a lab of two counties, a
+-- sender in no table ('000000'), and receipts on both sides of midnight in Asia/Shanghai.
+INSERT INTO regions (code, name, parent) VALUES ('230127', 'o', '2301'), ('230127101', 't', '230127');
+INSERT INTO sites VALUES ('S7', 'site7', '230127101');
+INSERT INTO couriers VALUES ('C1', 'courier', '230127');
+INSERT INTO labs VALUES ('L7', 'lab7', '230127');
+DELETE FROM chain_pending;
+INSERT INTO events (id, type, at, sender_role, sender, received_at, digest, body)
+SELECT gen_random_uuid(), 'box.seal', r.at, r.role, r.sender, r.at, repeat('0', 64), '{}'
+FROM (VALUES ('collector', 'S1'), ('collector', 'S7'), ('courier', 'C1'), ('lab', 'L1'),
+             ('lab', 'L7'), ('courier', 'C9')) x(role, sender)
+CROSS JOIN (VALUES ('2021-10-08T15:59:59Z'::timestamptz), ('2021-10-08T16:00:00Z')) y(at)
+CROSS JOIN LATERAL (SELECT x.role, x.sender, y.at) r;
+BEGIN;
+DO $$
+DECLARE
+  n int;
+  wrong int;
+  parts text[];
+BEGIN
+  SELECT count(*),
+         count(*) FILTER (WHERE t.partition IS DISTINCT FROM
+                          tl_chain_partition((t.ev).sender_role, (t.ev).sender, (t.ev).received_at, 'Asia/Shanghai')),
+         array_agg(DISTINCT t.partition ORDER BY t.partition)
+    INTO n, wrong, parts
+  FROM tl_chain_take(1000, 'Asia/Shanghai', false) t;
+  IF n <> 12 OR wrong <> 0 OR parts <> ARRAY['000000/2021-10-08', '000000/2021-10-09', '230126/2021-10-08',
+      '230126/2021-10-09', '230127/2021-10-08', '230127/2021-10-09'] THEN
+    RAISE EXCEPTION 'take: % events, % partitions unlike tl_chain_partition, partitions %', n, wrong, parts;
+  END IF;
+END $$;
+ROLLBACK;
+
 SELECT 'schema tests passed' AS result;
