@@ -518,7 +518,7 @@ int bm_workload_build(bm_workload_t *w, const bm_registry_t *r, const bm_params_
   }
   free(box_tubes);
   free(results);
-  w->persons = person;
+  w->persons = person - p->person_offset;
   if (g.fail) {
     fprintf(stderr, "model: out of memory building the workload\n");
     bm_workload_dispose(w);
