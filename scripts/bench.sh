@@ -629,9 +629,9 @@ printf '(4) ratios        ingest/ceiling %s (required >= 0.3, goal 0.5); ingest/
 printf '(5) single-scan   open loop 1000/s over 50 connections: p50 %s ms, p99 %s ms, max %s ms (target p99 <= 10 ms)%s\n' \
   "${R[single.p50_ms]}" "${R[single.p99_ms]}" "${R[single.max_ms]}" \
   "$([[ ${R[single.unsent]:-0} -eq 0 ]] || echo "; ${R[single.unsent]} requests never sent, the schedule fell behind")"
-printf '                  %s of %s seconds had over 1%% of their requests over 10 ms; the hypervisor took %s%% of the cores in those, %s%% in the others\n' \
+printf '                  %s of %s seconds had over 1%% of their requests over 10 ms; the hypervisor took %s%% of the cores in those%s\n' \
   "${R[single_seconds.slow]}" "${R[single_seconds.of]}" "${R[single_seconds.steal_slow_pct]}" \
-  "${R[single_seconds.steal_other_pct]}"
+  "$([[ ${R[single_seconds.slow]} == "${R[single_seconds.of]}" ]] || echo ", ${R[single_seconds.steal_other_pct]}% in the others")"
 printf '                  single-event closed loop, 64 connections: %s events/s = %s x naive (target >= 3)\n' \
   "$SINGLE_MAX" "$(ratio "$SINGLE_MAX" "$NAIVE")"
 if [[ $MODE == full ]]; then

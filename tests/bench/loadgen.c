@@ -699,9 +699,11 @@ static void seconds_report(const char *label, int nsec, const long *per_sec, con
   double pct[2];
   for (int i = 0; i < 2; i++) pct[i] = total[i] > 0 ? 100.0 * (double)steal[i] / (double)total[i] : 0.0;
   printf("%s: second:requests over %.0f ms/share of the cores the hypervisor took:%s\n", label, SLOW_MS, list);
+  char others[64] = "";
+  if (nslow < nfull) snprintf(others, sizeof others, ", %.1f %% in the others", pct[0]);
   printf("%s: %d of %d seconds had over 1 %% of their requests over %.0f ms; the hypervisor took %.1f %% of the"
-         " cores in those seconds, %.1f %% in the others\n",
-         label, nslow, nfull, SLOW_MS, pct[1], pct[0]);
+         " cores in those seconds%s\n",
+         label, nslow, nfull, SLOW_MS, pct[1], others);
   printf("result %s_seconds slow=%d of=%d steal_slow_pct=%.2f steal_other_pct=%.2f\n", label, nslow, nfull, pct[1],
          pct[0]);
 }
@@ -748,10 +750,11 @@ static int cmd_single(int argc, char **argv) {
   single_t sum = {0};
   for (int i = 0; i < conns; i++) {
     pthread_join(th[i], NULL);
-    for (int k = 0; k < nsec && i > 0; k++) { /* every thread's seconds into the first one's */
-      per_sec[k] += ts[i].per_sec[k];
-      slow_sec[k] += ts[i].slow_sec[k];
-    }
+    if (i > 0) /* every thread's seconds into the first one's */
+      for (int k = 0; k < nsec; k++) {
+        per_sec[k] += ts[i].per_sec[k];
+        slow_sec[k] += ts[i].slow_sec[k];
+      }
     sum.sent += ts[i].sent;
     sum.accepted += ts[i].accepted;
     sum.rejected += ts[i].rejected;

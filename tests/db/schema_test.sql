@@ -272,11 +272,10 @@ INSERT INTO couriers VALUES ('C1', 'courier', '230127');
 INSERT INTO labs VALUES ('L7', 'lab7', '230127');
 DELETE FROM chain_pending;
 INSERT INTO events (id, type, at, sender_role, sender, received_at, digest, body)
-SELECT gen_random_uuid(), 'box.seal', r.at, r.role, r.sender, r.at, repeat('0', 64), '{}'
+SELECT gen_random_uuid(), 'box.seal', y.at, x.role, x.sender, y.at, repeat('0', 64), '{}'
 FROM (VALUES ('collector', 'S1'), ('collector', 'S7'), ('courier', 'C1'), ('lab', 'L1'),
              ('lab', 'L7'), ('courier', 'C9')) x(role, sender)
-CROSS JOIN (VALUES ('2021-10-08T15:59:59Z'::timestamptz), ('2021-10-08T16:00:00Z')) y(at)
-CROSS JOIN LATERAL (SELECT x.role, x.sender, y.at) r;
+CROSS JOIN (VALUES ('2021-10-08T15:59:59Z'::timestamptz), ('2021-10-08T16:00:00Z')) y(at);
 BEGIN;
 DO $$
 DECLARE
