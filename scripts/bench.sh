@@ -269,14 +269,15 @@ pg_pids() {
 }
 PG_PIDS_AT_START=
 # Busy CPU seconds of the whole machine (every process, ours or not) from /proc/stat.
-cpu_machine() { awk -v h="$TCK" '/^cpu / {printf "%.2f", ($2 + $3 + $4 + $7 + $8 + $9) / h}' /proc/stat; }
-# Of that, the interrupts' (irq + softirq: much of loopback networking) and the time the
-# hypervisor gave our virtual cores to someone else (steal), neither of which is a process's.
-cpu_irq() { awk -v h="$TCK" '/^cpu / {printf "%.2f", ($7 + $8) / h}' /proc/stat; }
-cpu_steal() { awk -v h="$TCK" '/^cpu / {printf "%.2f", $9 / h}' /proc/stat; }
+# Printed with, of that, the interrupts' (irq + softirq: much of loopback networking) and the
+# time the hypervisor gave our virtual cores to someone else (steal), neither of which is a
+# process's: "busy irq steal", one read.
+cpu_machine() {
+  awk -v h="$TCK" '/^cpu / {printf "%.2f %.2f %.2f", ($2 + $3 + $4 + $7 + $8 + $9) / h, ($7 + $8) / h, $9 / h}' /proc/stat
+}
 cpu_mark() {
   CPU_D0=$(cpu_of "$DAEMON_PID"); PG_PIDS_AT_START=$(pg_pids); CPU_P0=$(cpu_of $PG_PIDS_AT_START)
-  CPU_M0=$(cpu_machine); CPU_I0=$(cpu_irq); CPU_S0=$(cpu_steal); CPU_W0=$(date +%s.%N)
+  CPU_M0=$(cpu_machine); CPU_W0=$(date +%s.%N)
 }
 # Where the CPU went during a phase: the daemon, PostgreSQL (the cluster's processes: the
 # daemon's pool connections, walwriter, checkpointer, autovacuum workers alive at the end; a
@@ -289,9 +290,8 @@ cpu_report() { # LABEL LOADGEN_CPU_S
   for x in $(pg_pids); do [[ " $PG_PIDS_AT_START " == *" $x "* ]] || new+=("$x"); done
   p=$(awk -v a="$(cpu_of $PG_PIDS_AT_START)" -v b="$CPU_P0" -v n="$(cpu_of "${new[@]}")" \
     'BEGIN {printf "%.1f", a - b + n}')
-  m=$(awk -v a="$(cpu_machine)" -v b="$CPU_M0" 'BEGIN {printf "%.1f", a - b}')
-  i=$(awk -v a="$(cpu_irq)" -v b="$CPU_I0" 'BEGIN {printf "%.1f", a - b}')
-  s=$(awk -v a="$(cpu_steal)" -v b="$CPU_S0" 'BEGIN {printf "%.1f", a - b}')
+  read -r m i s < <(awk -v a="$(cpu_machine)" -v b="$CPU_M0" \
+    'BEGIN {split(a, x, " "); split(b, y, " "); printf "%.1f %.1f %.1f\n", x[1] - y[1], x[2] - y[2], x[3] - y[3]}')
   w=$(awk -v a="$(date +%s.%N)" -v b="$CPU_W0" 'BEGIN {printf "%.1f", a - b}')
   printf 'cpu %s: %s s wall on %s cores; tubeloopd %s s, postgresql %s s, load generator %s s,' \
     "$1" "$w" "$(nproc)" "$d" "$p" "${2:-?}"

@@ -569,7 +569,7 @@ typedef struct {
   long sent, accepted, rejected, errors, late, busy, busy_retry_after, unsent;
   bb_lat_t lat, service;
   int nsec;          /* seconds of the run, each with its requests and those over SLOW_MS */
-  long *per_sec, *slow_sec;
+  atomic_long *per_sec, *slow_sec; /* shared by every thread */
 } single_t;
 
 /* A request slower than this (from its scheduled time) makes its second a slow one. */
@@ -667,8 +667,8 @@ static void *single_worker(void *arg) {
     bb_lat_add(&s->service, (done - t) * 1000);
     int sec = (int)(sched - s->t0);
     if (sec >= 0 && sec < s->nsec) {
-      s->per_sec[sec]++;
-      if ((done - sched) * 1000 > SLOW_MS) s->slow_sec[sec]++;
+      atomic_fetch_add(&s->per_sec[sec], 1);
+      if ((done - sched) * 1000 > SLOW_MS) atomic_fetch_add(&s->slow_sec[sec], 1);
     }
   }
   conn_dispose(&c);
@@ -679,22 +679,23 @@ static void *single_worker(void *arg) {
  * hypervisor took, each second; a second with more than 1 % of its requests over SLOW_MS
  * misses the p99 target on its own ("slow"). A slow tail that comes with stolen time is the
  * virtual machine's neighbours, not the daemon (docs/PERFORMANCE.md, thirteenth update). */
-static void seconds_report(const char *label, int nsec, const long *per_sec, const long *slow_sec,
-                           const steal_watch_t *sw) {
+static void seconds_report(const char *label, int nsec, const atomic_long *per_sec,
+                           const atomic_long *slow_sec, const steal_watch_t *sw) {
   long long steal[2] = {0, 0}, total[2] = {0, 0};
   int nslow = 0, nfull = 0;
   char list[2048] = "";
   size_t used = 0;
   for (int k = 0; k < nsec; k++) {
-    if (per_sec[k] == 0) continue; /* the last, partial second of a run that ended on time */
-    int slow = slow_sec[k] * 100 > per_sec[k];
+    long n = atomic_load(&per_sec[k]), over = atomic_load(&slow_sec[k]);
+    if (n == 0) continue; /* the last, partial second of a run that ended on time */
+    int slow = over * 100 > n;
     double pct = sw->total[k] > 0 ? 100.0 * (double)sw->steal[k] / (double)sw->total[k] : 0.0;
     nfull++;
     nslow += slow;
     steal[slow] += sw->steal[k];
     total[slow] += sw->total[k];
     if (used + 24 < sizeof list)
-      used += (size_t)snprintf(list + used, sizeof list - used, " %d:%ld/%.0f%%", k, slow_sec[k], pct);
+      used += (size_t)snprintf(list + used, sizeof list - used, " %d:%ld/%.0f%%", k, over, pct);
   }
   double pct[2];
   for (int i = 0; i < 2; i++) pct[i] = total[i] > 0 ? 100.0 * (double)steal[i] / (double)total[i] : 0.0;
@@ -731,8 +732,8 @@ static int cmd_single(int argc, char **argv) {
   double cpu0 = bb_cpu_self();
   double t0 = bm_now_s() + 1.0 + (double)conns / 200.0; /* after every thread's warm-up request */
   int nsec = (int)seconds + 1;
-  long *per_sec = calloc((size_t)conns * (size_t)nsec, sizeof *per_sec);
-  long *slow_sec = calloc((size_t)conns * (size_t)nsec, sizeof *slow_sec);
+  atomic_long *per_sec = calloc((size_t)nsec, sizeof *per_sec);
+  atomic_long *slow_sec = calloc((size_t)nsec, sizeof *slow_sec);
   steal_watch_t sw = {.t0 = t0, .nsec = nsec, .steal = calloc((size_t)nsec, sizeof(long long)),
                       .total = calloc((size_t)nsec, sizeof(long long))};
   if (per_sec == NULL || slow_sec == NULL || sw.steal == NULL || sw.total == NULL) {
@@ -743,18 +744,12 @@ static int cmd_single(int argc, char **argv) {
   int watching = pthread_create(&watcher, NULL, steal_watch, &sw) == 0;
   for (int i = 0; i < conns; i++) {
     ts[i] = (single_t){.w = &w, .r = &r, .k = i, .conns = conns, .rate = rate, .t0 = t0, .seconds = seconds,
-                       .pos = pos, .nsec = nsec, .per_sec = per_sec + (size_t)i * (size_t)nsec,
-                       .slow_sec = slow_sec + (size_t)i * (size_t)nsec};
+                       .pos = pos, .nsec = nsec, .per_sec = per_sec, .slow_sec = slow_sec};
     pthread_create(&th[i], NULL, single_worker, &ts[i]);
   }
   single_t sum = {0};
   for (int i = 0; i < conns; i++) {
     pthread_join(th[i], NULL);
-    if (i > 0) /* every thread's seconds into the first one's */
-      for (int k = 0; k < nsec; k++) {
-        per_sec[k] += ts[i].per_sec[k];
-        slow_sec[k] += ts[i].slow_sec[k];
-      }
     sum.sent += ts[i].sent;
     sum.accepted += ts[i].accepted;
     sum.rejected += ts[i].rejected;
