@@ -34,7 +34,8 @@ single-tube result of its person at the same moment on two connections: requests
 together are an arrival order too, and must end as they do one after the other.
 PlainGroups checks the short write of groups that only open and sample tubes (sql/025): a person
 with a follow-up, or sampled again, handed to the whole write, also when two such groups sample
-one person at the same moment, and which groups went which way.
+one person at the same moment, and which groups went which way; and that the roll-up deltas and
+chain queue rows it writes itself, with the triggers standing aside (sql/040), are right.
 """
 import json
 import os
@@ -295,8 +296,8 @@ STATS_SQL = ("SELECT coalesce(jsonb_agg(to_jsonb(s) - 'updated_at' ORDER BY s.ro
 
 
 class WholeDerivation:
-    """The check shared by the property test and the plain groups: what the writes left equals
-    a derivation of everything at once."""
+    """The checks shared by the property test and the plain groups: what the writes left equals
+    a derivation of everything at once, and the roll-ups a re-count."""
 
     def check_rederived(self, env, where):
         """Follow-ups, person statuses and open anomalies as the writes left them equal a
@@ -318,6 +319,25 @@ class WholeDerivation:
             db.psql("ROLLBACK")
         for name, a, b in zip(("follow-ups", "person statuses", "open anomalies"), kept, whole):
             self.assertEqual(a, b, "%s: %s differ from a whole derivation:\n%s" % (where, name, self.diff(b, a)))
+
+    def check_rollups(self, env, where):
+        """The roll-ups kept by deltas equal a re-count from the raw tables. Writes (the
+        sweep's) wait while the transaction holds the delta table, so both see the same facts;
+        the re-count is rolled back."""
+        db = env.db
+        db.psql("BEGIN")
+        try:
+            db.psql("LOCK TABLE stats_delta IN EXCLUSIVE MODE")
+            db.psql("SET LOCAL TimeZone = 'Asia/Shanghai'")  # the daemon's --tz: hours of day
+            db.psql("SELECT tl_fold()")
+            folded = db.json(STATS_SQL)
+            db.psql("SELECT tl_rollup_rebuild()")
+            recounted = db.json(STATS_SQL)
+        finally:
+            db.psql("ROLLBACK")
+        self.assertTrue(folded, where)
+        self.assertEqual(folded, recounted, "%s: roll-ups differ from a re-count:\n%s"
+                         % (where, self.diff(recounted, folded)))
 
     @staticmethod
     def diff(a, b):
@@ -413,25 +433,6 @@ class Convergence(WholeDerivation, unittest.TestCase):
             if not ok and T.keep():
                 print("kept for post-mortem:", env.db.name, file=sys.stderr)
             env.close()
-
-    def check_rollups(self, env, where):
-        """The roll-ups kept by deltas equal a re-count from the raw tables. Writes (the
-        sweep's) wait while the transaction holds the delta table, so both see the same facts;
-        the re-count is rolled back."""
-        db = env.db
-        db.psql("BEGIN")
-        try:
-            db.psql("LOCK TABLE stats_delta IN EXCLUSIVE MODE")
-            db.psql("SET LOCAL TimeZone = 'Asia/Shanghai'")  # the daemon's --tz: hours of day
-            db.psql("SELECT tl_fold()")
-            folded = db.json(STATS_SQL)
-            db.psql("SELECT tl_rollup_rebuild()")
-            recounted = db.json(STATS_SQL)
-        finally:
-            db.psql("ROLLBACK")
-        self.assertTrue(folded, where)
-        self.assertEqual(folded, recounted, "%s: roll-ups differ from a re-count:\n%s"
-                         % (where, self.diff(recounted, folded)))
 
     def check_plan(self, sc, snap, where):
         """The first run against what the generator planned."""
@@ -630,8 +631,9 @@ class PlainGroups(WholeDerivation, unittest.TestCase):
     rejection is sent to tl_write_plain (sql/025), which skips every derivation such a group
     cannot change. It must hand to the whole write a person with a follow-up (the new single
     tube is the one the follow-up links to) and a person sampled again in the round
-    (person_repeat opened, attributed, its count kept up). /metrics counts the groups the
-    daemon sent each way."""
+    (person_repeat opened, attributed, its count kept up). It appends its own roll-up deltas
+    and chain queue rows (sql/040): the roll-ups must equal a re-count, and every event must be
+    queued for the chain once. /metrics counts the groups the daemon sent each way."""
 
     def groups(self, env):
         r = env.daemon.client(None).get("/metrics")
@@ -680,9 +682,22 @@ class PlainGroups(WholeDerivation, unittest.TestCase):
             self.assertEqual(row, [{"samples": 3}, "S1", second[1]["id"], ["person_repeat"]])
             self.check_rederived(env, "after q's third sample")
 
+            # r and s at S2, in plain groups that also open tubes, across an hour of the day:
+            # the roll-up deltas the plain write appends itself (sql/040) equal a re-count
+            r, s = (T.person(T.resident_id(rng)) for _ in range(2))
+            s2.send_ok([T.tube_open(c.at(50), "PL-TD1", ROUND), T.sample_add(c.at(51), "PL-TD1", r),
+                        T.tube_open(c.at(52), "PL-TE1", ROUND), T.sample_add(c.at(53), "PL-TE1", s)])
+            s2.send_ok([T.sample_add(c.at(120), "PL-TD1", T.person(T.resident_id(rng)))])
+            self.check_rollups(env, "after the plain groups")
+            # and every event of them is queued for the chain or already chained, once
+            unchained = env.db.json("SELECT coalesce(jsonb_agg(e.tube ORDER BY e.tube), '[]') FROM events e"
+                                    " WHERE (SELECT count(*) FROM chain_pending q WHERE q.event_id = e.id)"
+                                    " + (SELECT count(*) FROM chain_links l WHERE l.event_id = e.id) <> 1")
+            self.assertEqual(unchained, [], "events not queued for the chain exactly once (their tubes)")
+
             after = self.groups(env)
-            self.assertEqual((after["plain"] - before["plain"], after["full"] - before["full"]), (6, 0),
-                             "groups written plain and full by the six requests that only open and "
+            self.assertEqual((after["plain"] - before["plain"], after["full"] - before["full"]), (8, 0),
+                             "groups written plain and full by the eight requests that only open and "
                              "sample (before %s, after %s)" % (before, after))
         finally:
             env.close()
