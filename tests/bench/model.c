@@ -150,6 +150,9 @@ static const char *const id_regions[] = {
     "230126", "230102", "230103", "230104", "230108", "230109", "230110", "230111", "230112",
     "230113", "230123", "230124", "230125", "230127", "230128", "230129", "230183", "230184"};
 #define NBLOCKS (int)(sizeof id_regions / sizeof id_regions[0])
+/* Blocks past the regions reuse them with persons further on: 7 x 18 blocks of 4 M persons. */
+#define BLOCK_SHIFTS 7
+#define BLOCK_PERSONS 4000000L
 #define ID_DAYS 29200L   /* birth dates 1940-01-01 + 0..29199 days */
 #define ID_SEQS 999L     /* sequence numbers 001..999 */
 
@@ -170,8 +173,7 @@ void bm_resident_id(int block, long i, char out[19]) {
   static const int weight[17] = {7, 9, 10, 5, 8, 4, 2, 1, 6, 3, 7, 9, 10, 5, 8, 4, 2};
   static const char check[] = "10X98765432";
   const long space = ID_DAYS * ID_SEQS; /* 29,170,800 numbers per region */
-  /* Blocks past the regions reuse them with persons further on: 7 x 18 blocks of 4 M persons. */
-  i += (long)(block / NBLOCKS % 7) * 4000000L;
+  i += (long)(block / NBLOCKS % BLOCK_SHIFTS) * BLOCK_PERSONS;
   /* A bijection of [0, space): 7919 is prime and divides neither 2, 3, 5, 37 nor 73. */
   long k = (long)(((unsigned long long)(i % space) * 7919ULL + 12345ULL) % (unsigned long long)space);
   int y, m, d;
@@ -360,6 +362,14 @@ int bm_workload_build(bm_workload_t *w, const bm_registry_t *r, const bm_params_
     fprintf(stderr, "model: --tag must be 1-6 characters and --boxes 1-999\n");
     return -1;
   }
+  /* A block past the last, or persons past a block's end, would be another block's persons
+   * again: their samples go the slow way (a person sampled again) and the figures with them. */
+  if (p->person_block < 0 || p->person_block >= NBLOCKS * BLOCK_SHIFTS || p->person_offset < 0 ||
+      p->person_offset >= BLOCK_PERSONS) {
+    fprintf(stderr, "model: --block must be 0-%d and --person-offset 0-%ld\n",
+            NBLOCKS * BLOCK_SHIFTS - 1, BLOCK_PERSONS - 1);
+    return -1;
+  }
   for (size_t i = 0; i < taglen; i++) {
     char c = p->tag[i];
     if (!((c >= 'a' && c <= 'z') || (c >= 'A' && c <= 'Z') || (c >= '0' && c <= '9'))) {
@@ -521,6 +531,12 @@ int bm_workload_build(bm_workload_t *w, const bm_registry_t *r, const bm_params_
   w->persons = person - p->person_offset;
   if (g.fail) {
     fprintf(stderr, "model: out of memory building the workload\n");
+    bm_workload_dispose(w);
+    return -1;
+  }
+  if (person > BLOCK_PERSONS) {
+    fprintf(stderr, "model: persons %ld to %ld run past the block's %ld: a lower --person-offset or "
+            "another --block\n", p->person_offset, person - 1, BLOCK_PERSONS);
     bm_workload_dispose(w);
     return -1;
   }
