@@ -296,4 +296,82 @@ BEGIN
 END $$;
 ROLLBACK;
 
+-- tl_write_plain writes a group itself only when every check holds, and hands it to tl_write
+-- whole otherwise (sql/025, sql/031, and sql/041's two passes): one group per check, each
+-- rolled back; which way it went is told by the calls of tl_write in this transaction.
+BEGIN;
+SET LOCAL track_functions = 'pl';
+INSERT INTO rounds (code, name, region, day, pool_size) VALUES ('R3', 'r3', '230126', '2021-10-09', 10);
+-- person 2 (sampled in R1 only) has a follow-up; person 4 was sampled in R3 already
+INSERT INTO followups (tube, person, round, region, kind, opened_at, state)
+VALUES ('T00001', repeat('2', 64), 'R1', '230126', 'awaiting_recheck', '2021-10-08T05:00:00Z', 'open');
+DO $$
+DECLARE
+  ev jsonb := '{"sender_role": "collector", "sender": "S1", "received_at": "2021-10-09T01:00:00Z",
+               "digest": "0000000000000000000000000000000000000000000000000000000000000000",
+               "box": null, "body": {}, "anomalies": []}';
+  tube jsonb := '{"code": "TP0001", "region": "230126101", "round": "R3", "site": "S1", "capacity": 10,
+                 "opened_at": "2021-10-09T01:00:00Z", "sampled": 1, "first_sample_at": "2021-10-09T01:01:00Z"}';
+  g jsonb;
+  c record;
+  calls0 bigint;
+  whole boolean;
+BEGIN
+  -- a new tube of R3 opened and sampled by person 3 (new): the plain group
+  g := jsonb_build_object(
+    'events', jsonb_build_array(
+      ev || '{"id": "00000000-0000-4000-8000-000000000101", "type": "tube.open", "at": "2021-10-09T01:00:00Z", "tube": "TP0001"}',
+      ev || '{"id": "00000000-0000-4000-8000-000000000102", "type": "sample.add", "at": "2021-10-09T01:01:00Z", "tube": "TP0001"}'),
+    'persons', jsonb_build_array(jsonb_build_object('hmac', repeat('3', 64), 'id_type', 'passport',
+      'id_enc', '1:AAAA', 'id_masked', 'E3*****78', 'updated_at', '2021-10-09T01:01:00Z')),
+    'tubes', jsonb_build_array(tube),
+    'boxes', '[]'::jsonb, 'receipts', '[]'::jsonb, 'attribution', '[]'::jsonb,
+    'samples', jsonb_build_array(jsonb_build_object('tube', 'TP0001', 'person', repeat('3', 64), 'round', 'R3',
+      'site', 'S1', 'at', '2021-10-09T01:01:00Z', 'event', '00000000-0000-4000-8000-000000000102')));
+  -- person 4's earlier sample in R3, written plain and kept
+  PERFORM * FROM tl_write_plain(jsonb_set(jsonb_set(jsonb_set(jsonb_set(jsonb_set(jsonb_set(jsonb_set(g,
+    '{tubes,0,code}', '"TP0009"'), '{events,0,tube}', '"TP0009"'), '{events,1,tube}', '"TP0009"'),
+    '{events,0,id}', '"00000000-0000-4000-8000-000000000901"'), '{events,1,id}', '"00000000-0000-4000-8000-000000000902"'),
+    '{samples,0}', g -> 'samples' -> 0 || jsonb_build_object('tube', 'TP0009', 'person', repeat('4', 64),
+                                                            'event', '00000000-0000-4000-8000-000000000902')),
+    '{persons,0,hmac}', to_jsonb(repeat('4', 64))));
+  IF NOT EXISTS (SELECT 1 FROM samples WHERE person = repeat('4', 64) AND round = 'R3') THEN
+    RAISE EXCEPTION 'the plain write did not write person 4''s sample';
+  END IF;
+  FOR c IN SELECT * FROM (VALUES
+      ('the plain group', g, false),
+      ('an event that is not tube.open or sample.add', jsonb_set(g, '{events,1,type}', '"tube.seal"'), true),
+      ('a sealed tube', g #- '{tubes,0,first_sample_at}'
+                          || jsonb_build_object('tubes', jsonb_build_array(tube || '{"sealed_at": "2021-10-09T01:05:00Z"}')), true),
+      ('an existing tube changed in another column than its count',
+       jsonb_set(jsonb_set(jsonb_set(jsonb_set(g, '{tubes,0}', (SELECT to_jsonb(t) FROM tubes t WHERE t.code = 'TP0009')
+                                                              || '{"sampled": 2, "capacity": 5}'),
+                 '{samples,0,tube}', '"TP0009"'), '{events,1,tube}', '"TP0009"'), '{events}', (g -> 'events') - 0), true),
+      ('the same tube, changed only in its count',
+       jsonb_set(jsonb_set(jsonb_set(jsonb_set(g, '{tubes,0}', (SELECT to_jsonb(t) FROM tubes t WHERE t.code = 'TP0009')
+                                                              || '{"sampled": 2}'),
+                 '{samples,0,tube}', '"TP0009"'), '{events,1,tube}', '"TP0009"'), '{events}', (g -> 'events') - 0), false),
+      ('a person sampled twice in the group',
+       jsonb_set(g, '{samples}', (g -> 'samples') || jsonb_build_array(g -> 'samples' -> 0 || '{"tube": "TP0009"}')), true),
+      ('a person sampled before in the round', jsonb_set(jsonb_set(g, '{samples,0,person}', to_jsonb(repeat('4', 64))),
+                                                       '{persons,0,hmac}', to_jsonb(repeat('4', 64))), true),
+      ('a person with a follow-up', jsonb_set(jsonb_set(g, '{samples,0,person}', to_jsonb(repeat('2', 64))),
+                                              '{persons,0,hmac}', to_jsonb(repeat('2', 64))), true)
+    ) v(what, grp, whole)
+  LOOP
+    calls0 := coalesce((SELECT calls FROM pg_stat_xact_user_functions WHERE funcname = 'tl_write'), 0);
+    BEGIN
+      PERFORM * FROM tl_write_plain(c.grp);
+      whole := coalesce((SELECT calls FROM pg_stat_xact_user_functions WHERE funcname = 'tl_write'), 0) > calls0;
+      RAISE EXCEPTION USING ERRCODE = 'P0005';  -- undo the group, keep the answer
+    EXCEPTION WHEN SQLSTATE 'P0005' THEN NULL;
+    END;
+    IF whole <> c.whole THEN
+      RAISE EXCEPTION '%: written %, should be %', c.what,
+        CASE WHEN whole THEN 'by tl_write' ELSE 'plain' END, CASE WHEN c.whole THEN 'by tl_write' ELSE 'plain' END;
+    END IF;
+  END LOOP;
+END $$;
+ROLLBACK;
+
 SELECT 'schema tests passed' AS result;
